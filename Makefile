@@ -1,0 +1,40 @@
+# Two commands: `make run` (set up + start on embedded defaults) and `make test` (set up + full suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: run test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/dicom-gateway serve
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check gateway workers tests testdata bench
+
+typecheck: $(TEST_STAMP)
+	$(BIN)/mypy --strict gateway workers
+
+pytest: $(TEST_STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: $(TEST_STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
