@@ -1,0 +1,3 @@
+"""DICOM imaging gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,151 @@
+"""Settings from GATEWAY_* environment variables and an optional TOML file: the only reader of the environment."""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gateway.errors import ConfigError
+
+_TOML_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("gateway_toml_file", default=None)
+
+# PS3.5 6.2 AE VR: 1-16 characters of the default repertoire, no backslash, no control characters.
+_AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+
+
+def validate_ae_title(value: str) -> str:
+    """Return the AE title trimmed, or raise ValueError saying why it is not a valid AE title."""
+    title = value.strip()
+    if not title:
+        raise ValueError("AE title must not be empty")
+    if _AE_RE.match(title) is None:
+        raise ValueError("AE title must be 1-16 printable characters without backslash")
+    return title
+
+
+class Settings(BaseSettings):
+    """Everything the gateway can be configured with; defaults are the embedded single-machine setup."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="forbid", validate_default=True)
+
+    data_dir: Path = Path("./gateway-data")
+    ae_title: str = "DICOMGW"
+    ae_aliases: list[str] = Field(default_factory=list)
+    dicom_host: str = "0.0.0.0"
+    dicom_port: int = Field(default=11112, ge=1, le=65535)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str = ""
+    index_url: str = ""
+    storage_url: str = ""
+    storage_prefix: str = ""
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    broker_url: str = ""
+    workers: int = Field(default=2, ge=1, le=64)
+    scp_processes: int = Field(default=1, ge=1, le=64)
+    max_pdu: int = Field(default=131072, ge=0)
+    max_associations: int = Field(default=64, ge=1)
+    dimse_timeout: float = Field(default=60.0, gt=0)
+    network_timeout: float = Field(default=60.0, gt=0)
+    task_max_retries: int = Field(default=12, ge=0)
+    task_retry_backoff_max: int = Field(default=600, ge=1)
+    broker_visibility_timeout: int = Field(default=300, ge=1)
+    broker_timeout: float = Field(default=5.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("ae_title")
+    @classmethod
+    def _check_ae_title(cls, value: str) -> str:
+        return validate_ae_title(value)
+
+    @field_validator("ae_aliases")
+    @classmethod
+    def _check_aliases(cls, value: list[str]) -> list[str]:
+        return [validate_ae_title(v) for v in value]
+
+    @field_validator("index_url")
+    @classmethod
+    def _check_index_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str) -> str:
+        if value and not value.startswith(("file://", "s3://")):
+            raise ValueError("must start with file:// or s3://")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "redis+socket://", "sentinel://")):
+            raise ValueError("must be a redis://, rediss://, redis+socket:// or sentinel:// URL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _TOML_FILE.get()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def resolved_index_url(self) -> str:
+        """The index database URL; the SQLite file in the data dir when none is set."""
+        return self.index_url or f"sqlite:///{(self.data_dir / 'index.sqlite').resolve()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        """The object store URL; the `objects` folder in the data dir when none is set."""
+        return self.storage_url or (self.data_dir / "objects").resolve().as_uri()
+
+    @property
+    def all_ae_titles(self) -> list[str]:
+        """Our AE title followed by its aliases: the called AE titles we answer to."""
+        return [self.ae_title, *self.ae_aliases]
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"]) or "settings"
+    env_name = f"GATEWAY_{loc.upper()}" if first["type"] != "extra_forbidden" else loc
+    given = first.get("input")
+    shown = "" if isinstance(given, dict) or given is None else f" (got {str(given)[:60]!r})"
+    return f"invalid setting {env_name}: {first['msg']}{shown}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from overrides, GATEWAY_* variables and the TOML file; raise ConfigError in one line."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"invalid setting --config: {config_file} is not a readable file")
+    token = _TOML_FILE.set(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except (OSError, ValueError) as exc:  # malformed TOML
+        raise ConfigError(f"invalid configuration file {config_file}: {exc}") from None
+    finally:
+        _TOML_FILE.reset(token)

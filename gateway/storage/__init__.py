@@ -1,0 +1,1 @@
+"""Object storage: where every received instance is kept durably."""

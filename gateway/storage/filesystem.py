@@ -1,0 +1,128 @@
+"""Local-folder object store: atomic writes (temp file, fsync, rename, fsync of the folder)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from gateway.errors import NotFound, StorageUnavailable
+from gateway.storage.base import ObjectInfo
+
+_TMP_SUFFIX = ".tmp-"
+
+
+def _check_key(key: str) -> None:
+    # Keys come from validated UIDs, but the backend refuses anything that could leave its root.
+    if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in key.split("/")):
+        raise ValueError(f"invalid object key {key!r}")
+
+
+class FilesystemStore:
+    """Objects as files under `root`, one file per key."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        _check_key(key)
+        return self.root / key
+
+    def put(self, key: str, data: bytes | BinaryIO, length: int | None = None) -> None:
+        path = self._path(key)
+        tmp = path.with_name(f"{path.name}{_TMP_SUFFIX}{uuid.uuid4().hex}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as out:
+                if isinstance(data, bytes | bytearray | memoryview):
+                    out.write(data)
+                else:
+                    while chunk := data.read(1 << 20):
+                        out.write(chunk)
+                out.flush()
+                os.fdatasync(out.fileno())
+            os.replace(tmp, path)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StorageUnavailable(f"cannot write {key}: {exc.strerror or exc}") from exc
+
+    def open(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        path = self._path(key)
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            raise NotFound(key) from None
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {key}: {exc.strerror or exc}") from exc
+        return self._chunks(handle, chunk_size)
+
+    @staticmethod
+    def _chunks(handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+        with handle:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(key) from None
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {key}: {exc.strerror or exc}") from exc
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        if start < 0 or end < start:
+            raise ValueError(f"invalid range [{start}, {end})")
+        try:
+            with open(self._path(key), "rb") as handle:
+                handle.seek(start)
+                return handle.read(end - start)
+        except FileNotFoundError:
+            raise NotFound(key) from None
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {key}: {exc.strerror or exc}") from exc
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            return ObjectInfo(key=key, size=self._path(key).stat().st_size)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot stat {key}: {exc.strerror or exc}") from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot delete {key}: {exc.strerror or exc}") from exc
+
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        keys: list[str] = []
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            for name in filenames:
+                if _TMP_SUFFIX in name:
+                    continue
+                key = name if rel == "." else f"{rel}/{name}"
+                if key.startswith(prefix):
+                    keys.append(key)
+        yield from sorted(keys)
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK):
+                raise StorageUnavailable(f"object store folder {self.root} is not writable")
+        except OSError as exc:
+            raise StorageUnavailable(f"object store folder {self.root}: {exc.strerror or exc}") from exc
