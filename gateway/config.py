@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -59,8 +60,8 @@ class Settings(BaseSettings):
     dimse_timeout: float = Field(default=60.0, gt=0)
     network_timeout: float = Field(default=60.0, gt=0)
     task_max_retries: int = Field(default=12, ge=0)
-    task_retry_backoff_max: int = Field(default=600, ge=1)
-    broker_visibility_timeout: int = Field(default=300, ge=1)
+    task_retry_backoff_max: int = Field(default=300, ge=1)
+    broker_visibility_timeout: int = Field(default=900, ge=1)
     broker_timeout: float = Field(default=5.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
@@ -138,6 +139,8 @@ def _describe(error: ValidationError) -> str:
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build Settings from overrides, GATEWAY_* variables and the TOML file; raise ConfigError in one line."""
+    if config_file is None and (named := os.environ.get("GATEWAY_CONFIG")):
+        config_file = Path(named)
     if config_file is not None and not config_file.is_file():
         raise ConfigError(f"invalid setting --config: {config_file} is not a readable file")
     token = _TOML_FILE.set(config_file)

@@ -1,0 +1,126 @@
+"""The HTTP application: routers, problem+json errors, and /healthz /readyz /metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway import __version__
+from gateway.dicomweb.router import make_router as dicomweb_router
+from gateway.errors import (
+    GatewayError,
+    IndexUnavailable,
+    InvalidDicom,
+    InvalidQuery,
+    NotFound,
+    QueueUnavailable,
+    StorageUnavailable,
+)
+from gateway.index.queries import instance_counts
+from gateway.services import Services
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+_ERROR_STATUS: tuple[tuple[type[GatewayError], int, str], ...] = (
+    (InvalidQuery, 400, "Invalid query parameter"),
+    (InvalidDicom, 400, "Invalid DICOM"),
+    (NotFound, 404, "Not found"),
+    (StorageUnavailable, 503, "Object store unavailable"),
+    (QueueUnavailable, 503, "Task broker unavailable"),
+    (IndexUnavailable, 503, "Index unavailable"),
+)
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """Return an RFC 9457 problem+json response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        for kind, status, title in _ERROR_STATUS:
+            if isinstance(exc, kind):
+                log.warning("http.error", path=request.url.path, status=status, reason=str(exc))
+                extra = {"parameter": exc.parameter} if isinstance(exc, InvalidQuery) else {}
+                return problem(status, title, str(exc), **extra)
+        log.error("http.error.unmapped", path=request.url.path, reason=str(exc))
+        return problem(500, "Internal error", "the request failed; see the gateway log")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": ("query",), "msg": "invalid"}
+        parameter = str(first["loc"][-1])
+        log.warning("http.invalid", path=request.url.path, parameter=parameter, reason=first["msg"])
+        return problem(400, "Invalid query parameter", f"{parameter}: {first['msg']}", parameter=parameter)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http.error.unexpected", path=request.url.path)
+        return problem(500, "Internal error", "the request failed; see the gateway log")
+
+
+def create_app(services: Services) -> FastAPI:
+    """Return the FastAPI application serving DICOMweb, health and metrics for `services`."""
+    app = FastAPI(title="DICOM gateway", version=__version__, docs_url="/docs")
+    registry = CollectorRegistry()
+    requests = Counter("gateway_http_requests", "HTTP requests", ["method", "status"], registry=registry)
+    latency = Histogram("gateway_http_request_seconds", "HTTP request latency", ["method"], registry=registry)
+    objects = Gauge("gateway_index_objects", "Objects in the index", ["level"], registry=registry)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        latency.labels(request.method).observe(time.perf_counter() - started)
+        requests.labels(request.method, str(response.status_code)).inc()
+        return response
+
+    _install_error_handlers(app)
+    app.include_router(dicomweb_router(services))
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process serves requests")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: index, object store and broker reachable")
+    def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        for name, check in (
+            ("index", services.repository.check),
+            ("store", services.store.check),
+            ("broker", services.queue.check),
+        ):
+            try:
+                check()
+                checks[name] = "ok"
+            except GatewayError as exc:
+                checks[name] = str(exc)
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+        )
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    def metrics() -> Response:
+        try:
+            for level, count in instance_counts(services.repository.sessions).items():
+                objects.labels(level).set(count)
+        except Exception:  # metrics must still answer when the index is down
+            log.warning("metrics.index_unavailable")
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

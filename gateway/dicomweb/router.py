@@ -1,0 +1,15 @@
+"""The /dicomweb router: one sub-router per PS3.18 transaction."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway.dicomweb import qido
+from gateway.services import Services
+
+
+def make_router(services: Services) -> APIRouter:
+    """Return every DICOMweb route bound to `services`."""
+    router = APIRouter(prefix="/dicomweb", tags=["DICOMweb"])
+    router.include_router(qido.make_router(services))
+    return router

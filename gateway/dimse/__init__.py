@@ -1,0 +1,1 @@
+"""DIMSE services: the SCP modalities push to, and outbound SCU."""

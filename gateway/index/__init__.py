@@ -1,0 +1,1 @@
+"""The searchable index: patients, studies, series and instances in SQL."""

@@ -1,0 +1,65 @@
+"""Indexing of one stored object: parse its header from the object store and upsert it into the index."""
+
+from __future__ import annotations
+
+import orjson
+import structlog
+
+from gateway.dicom.attributes import SERIES_LEVEL_TAGS, STUDY_LEVEL_TAGS, extract_attributes, level_json
+from gateway.dicom.frames import PIXEL_DATA_TAG
+from gateway.dicom.header import read_header
+from gateway.dicom.json_model import dataset_to_json, instance_base_path
+from gateway.errors import InvalidDicom
+from gateway.index.repository import IndexRepository, InstanceRecord
+from gateway.storage.base import ObjectStore
+from gateway.storage.keys import parse_key
+from gateway.storage.reader import open_object
+
+log = structlog.get_logger(__name__)
+
+
+class IndexingService:
+    """Turns an object key into index rows, DICOM JSON and frame offsets; safe to run twice."""
+
+    def __init__(self, store: ObjectStore, repository: IndexRepository, prefix: str = "") -> None:
+        self.store = store
+        self.repository = repository
+        self.prefix = prefix
+
+    def index_object(self, key: str) -> bool:
+        """Index the object at `key`; return True when the instance is new to the index.
+
+        Raises NotFound (object gone), InvalidDicom (unparseable or UIDs disagree with the key),
+        StorageUnavailable and IndexUnavailable (transient).
+        """
+        uids = parse_key(key, self.prefix)
+        with open_object(self.store, key) as fp:
+            size = fp.raw.size  # type: ignore[attr-defined]
+            header = read_header(fp)
+        ds = header.dataset
+        attributes = extract_attributes(ds)
+        found = (attributes.study_instance_uid, attributes.series_instance_uid, attributes.sop_instance_uid)
+        expected = (uids.study_instance_uid, uids.series_instance_uid, uids.sop_instance_uid)
+        if found != expected:
+            raise InvalidDicom(f"object {key} holds UIDs {found}, not those of its key")
+        base = instance_base_path(*expected)
+        instance_json = dataset_to_json(ds, base)
+        layout = header.pixel_data
+        if layout is not None:
+            instance_json[f"{PIXEL_DATA_TAG:08X}"] = {
+                "vr": layout.vr,
+                "BulkDataURI": f"{base}/bulkdata/{PIXEL_DATA_TAG:08X}",
+            }
+        record = InstanceRecord(
+            attributes=attributes,
+            object_key=key,
+            size=size,
+            transfer_syntax_uid=header.transfer_syntax_uid,
+            metadata_json=orjson.dumps(instance_json).decode(),
+            frame_offsets=layout.frames if layout is not None else None,
+            study_json=level_json(instance_json, STUDY_LEVEL_TAGS),
+            series_json=level_json(instance_json, SERIES_LEVEL_TAGS),
+        )
+        new = self.repository.upsert_instance(record)
+        log.info("index.instance", key=key, new=new)
+        return new

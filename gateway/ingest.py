@@ -1,0 +1,143 @@
+"""The one ingest path shared by the SCP, `import` and STOW-RS: validate, store durably, enqueue, then succeed."""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+
+import structlog
+from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+
+from gateway import __version__
+from gateway.dicom.header import read_header
+from gateway.dicom.uids import validate_uid
+from gateway.errors import DatasetMismatch, GatewayError, InvalidDicom, StorageUnavailable
+from gateway.queue import TaskQueue
+from gateway.storage.base import ObjectStore
+from gateway.storage.keys import instance_key
+
+log = structlog.get_logger(__name__)
+
+# Our implementation identity in every file meta we write (PS3.10 7.1).
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1531.1"
+IMPLEMENTATION_VERSION_NAME = f"DICOMGW_{__version__.replace('.', '')}"[:16]
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+_LOCK_STRIPES = 64
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What happened to one instance: where it lives and whether this call wrote it."""
+
+    key: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    written: bool  # False when an identical object was already stored
+
+
+def part10_from_dataset(
+    dataset: bytes, transfer_syntax_uid: str, sop_class_uid: str, sop_instance_uid: str, source_ae: str | None
+) -> bytes:
+    """Return a Part 10 file: preamble, file meta for the received dataset, and the dataset bytes as received."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax_uid)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    if source_ae:
+        meta.SourceApplicationEntityTitle = source_ae
+    buffer = DicomBytesIO()
+    buffer.is_little_endian = True
+    buffer.is_implicit_VR = False
+    write_file_meta_info(buffer, meta, enforce_standard=True)
+    return b"".join((_PREAMBLE, buffer.getvalue(), dataset))
+
+
+class IngestService:
+    """Validates an instance, writes it to the object store and queues its indexing; idempotent per SOP UID."""
+
+    def __init__(self, store: ObjectStore, queue: TaskQueue, prefix: str = "") -> None:
+        self.store = store
+        self.queue = queue
+        self.prefix = prefix
+        # Serialize concurrent ingests of one SOP Instance UID within this process (write vs. compensation).
+        self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+
+    def ingest_dataset(
+        self,
+        dataset: bytes,
+        transfer_syntax_uid: str,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        source_ae: str | None = None,
+    ) -> IngestResult:
+        """Ingest a dataset received with a DIMSE command whose UIDs it must match (PS3.4 B.2.3).
+
+        Raises InvalidDicom (cannot understand), DatasetMismatch, StorageUnavailable or QueueUnavailable.
+        """
+        command_class = validate_uid(sop_class_uid, "AffectedSOPClassUID")
+        command_instance = validate_uid(sop_instance_uid, "AffectedSOPInstanceUID")
+        data = part10_from_dataset(dataset, transfer_syntax_uid, command_class, command_instance, source_ae)
+        return self._ingest(data, command_class, command_instance)
+
+    def ingest_file(self, data: bytes) -> IngestResult:
+        """Ingest a Part 10 file kept byte for byte; its file meta stands in for the command.
+
+        Raises InvalidDicom, DatasetMismatch, StorageUnavailable or QueueUnavailable.
+        """
+        if len(data) < 132 or data[128:132] != b"DICM":
+            raise InvalidDicom("not a DICOM Part 10 file (no DICM prefix)")
+        return self._ingest(data, None, None)
+
+    def _ingest(self, data: bytes, command_class: str | None, command_instance: str | None) -> IngestResult:
+        header = read_header(BytesIO(data))
+        ds = header.dataset
+        layout = header.pixel_data
+        if layout is not None and layout.value_length is not None:
+            if layout.value_offset + layout.value_length > len(data):
+                raise InvalidDicom("pixel data is truncated")
+        sop_instance = validate_uid(ds.get("SOPInstanceUID"), "SOPInstanceUID")
+        sop_class = validate_uid(ds.get("SOPClassUID"), "SOPClassUID")
+        meta = ds.file_meta
+        command_instance = command_instance or validate_uid(
+            meta.get("MediaStorageSOPInstanceUID"), "MediaStorageSOPInstanceUID"
+        )
+        command_class = command_class or validate_uid(meta.get("MediaStorageSOPClassUID"), "MediaStorageSOPClassUID")
+        if sop_instance != command_instance:
+            raise DatasetMismatch(f"SOPInstanceUID {sop_instance} differs from the command's {command_instance}")
+        if sop_class != command_class:
+            raise DatasetMismatch(f"SOPClassUID {sop_class} differs from the command's {command_class}")
+        uids = instance_key(ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID"), sop_instance)
+        key = uids.key(self.prefix)
+        lock = self._locks[zlib.crc32(sop_instance.encode()) % _LOCK_STRIPES]
+        with lock:
+            written = self._put_if_changed(key, data)
+            try:
+                self.queue.enqueue_index(key)
+            except GatewayError:
+                if written == "created":
+                    # Durable before success, compensate on failure: the peer retries, so leave nothing behind.
+                    try:
+                        self.store.delete(key)
+                    except StorageUnavailable:
+                        log.error("ingest.compensation_failed", key=key)
+                raise
+        log.debug("ingest.stored", key=key, written=written)
+        return IngestResult(
+            key, sop_class, sop_instance, uids.study_instance_uid, uids.series_instance_uid, written != "unchanged"
+        )
+
+    def _put_if_changed(self, key: str, data: bytes) -> str:
+        info = self.store.head(key)
+        if info is not None and info.size == len(data) and self.store.read(key) == data:
+            return "unchanged"
+        self.store.put(key, data)
+        return "created" if info is None else "replaced"

@@ -1,0 +1,83 @@
+"""Producer side of the task queue: the gateway enqueues work by task name and never imports `workers`."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from celery import Celery
+from kombu.exceptions import KombuError, OperationalError
+from redis.exceptions import RedisError
+
+from gateway.config import Settings
+from gateway.errors import QueueUnavailable
+
+# Task names are the contract between producers (here) and consumers (workers/tasks.py).
+INDEX_INSTANCE = "gateway.index_instance"
+INDEX_QUEUE = "index"
+
+
+def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
+    """Return the Celery settings shared by producers and workers."""
+    return {
+        "broker_url": broker_url,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": INDEX_QUEUE,
+        "task_routes": {INDEX_INSTANCE: {"queue": INDEX_QUEUE}},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": settings.broker_timeout,
+        # An unacknowledged task (worker killed) is delivered again after this many seconds.
+        "broker_transport_options": {
+            "visibility_timeout": settings.broker_visibility_timeout,
+            "socket_timeout": settings.broker_timeout,
+            "socket_connect_timeout": settings.broker_timeout,
+        },
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+    }
+
+
+class TaskQueue(Protocol):
+    """What the ingest service needs from the broker."""
+
+    def enqueue_index(self, key: str) -> None:
+        """Queue indexing of the object at `key`; raise QueueUnavailable when it cannot be queued."""
+        ...
+
+    def check(self) -> None:
+        """Raise QueueUnavailable when the broker cannot be reached."""
+        ...
+
+
+class CeleryQueue:
+    """Publishes tasks to the Celery broker (Redis) by name."""
+
+    def __init__(self, settings: Settings, broker_url: str) -> None:
+        self.broker_url = broker_url
+        self.app = Celery("dicom-gateway-producer", set_as_current=False)
+        self.app.conf.update(celery_config(settings, broker_url))
+
+    def enqueue_index(self, key: str) -> None:
+        try:
+            # Publishing is synchronous: when send_task returns, Redis holds the message.
+            self.app.send_task(
+                INDEX_INSTANCE,
+                args=[key],
+                queue=INDEX_QUEUE,
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.3, "interval_max": 1.0},
+            )
+        except (KombuError, OperationalError, RedisError, OSError) as exc:
+            raise QueueUnavailable(f"task broker unavailable: {exc}") from exc
+
+    def check(self) -> None:
+        try:
+            with self.app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=2)
+        except (KombuError, OperationalError, RedisError, OSError) as exc:
+            raise QueueUnavailable(f"task broker unavailable: {exc}") from exc

@@ -1,0 +1,1 @@
+"""Celery workers: index instances (and, later, build FHIR resources and forward studies)."""
