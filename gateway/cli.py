@@ -90,7 +90,7 @@ def scp(config: ConfigOption = None) -> None:
 
     settings = _settings(config)
     services = build_services(settings, broker_url=_broker_url(settings))
-    server = start_scp(services)
+    server = start_scp(services, reuse_port=settings.scp_processes > 1)
     console.print(f"SCP {settings.ae_title} listening on {settings.dicom_host}:{settings.dicom_port}", highlight=False)
     try:
         _wait_for_signal()

@@ -38,5 +38,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # pynetdicom logs every PDU at INFO; keep its warnings and errors only.
-    logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # These log every PDU, migration step or task receipt at INFO; our own lines already say what happened.
+    quiet = max(logging.WARNING, logging.getLevelName(level))
+    for name in ("pynetdicom", "alembic", "celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(name).setLevel(quiet)

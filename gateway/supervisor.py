@@ -156,9 +156,10 @@ class Supervisor:
                 url_file.write_text(broker_url)
             env = self._environment(broker_url)
             python = sys.executable
+            scps = [Child(f"scp-{n}", [python, "-m", "gateway", "scp"]) for n in range(self.settings.scp_processes)]
             self.children = [
                 Child("worker", [python, "-m", "workers"]),
-                Child("scp", [python, "-m", "gateway", "scp"]),
+                *scps,
                 Child("api", [python, "-m", "gateway", "api"]),
             ]
             for child in self.children:

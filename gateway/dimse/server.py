@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from typing import Any
 
 from pynetdicom import evt
@@ -12,7 +14,21 @@ from gateway.dimse.handlers import handle_connection_open, handle_echo, handle_s
 from gateway.services import Services
 
 
-def start_scp(services: Services, host: str | None = None, port: int | None = None) -> ThreadedAssociationServer:
+class ReusePortAssociationServer(ThreadedAssociationServer):
+    """An association server that lets several SCP processes share one port (SO_REUSEPORT).
+
+    One pynetdicom process is bound to one GIL; the kernel spreads new associations over the processes.
+    """
+
+    def server_bind(self) -> None:
+        if self.socket is not None:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+def start_scp(
+    services: Services, host: str | None = None, port: int | None = None, reuse_port: bool = False
+) -> ThreadedAssociationServer:
     """Start the SCP in background threads and return its server (call `.shutdown()` to stop)."""
     settings = services.settings
     ae = make_ae(settings)
@@ -22,6 +38,8 @@ def start_scp(services: Services, host: str | None = None, port: int | None = No
         (evt.EVT_C_STORE, handle_store, [services.ingest]),
     ]
     address = (host if host is not None else settings.dicom_host, port if port is not None else settings.dicom_port)
-    server = ae.start_server(address, block=False, evt_handlers=handlers)
-    assert server is not None  # block=False always returns the server
+    server_class = ReusePortAssociationServer if reuse_port else ThreadedAssociationServer
+    server: ThreadedAssociationServer = ae.make_server(address, evt_handlers=handlers, server_class=server_class)
+    thread = threading.Thread(target=server.serve_forever, name=f"scp-{address[1]}", daemon=True)
+    thread.start()
     return server

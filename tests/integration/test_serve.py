@@ -1,0 +1,114 @@
+"""`dicom-gateway serve` as a user runs it: storescu in, studies out over HTTP, clean stop, data kept."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from pydicom import dcmread
+
+from testdata.generate import generate_corpus
+from tests.fixtures.gateway import wait_for
+from tests.fixtures.servers import free_port
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK (storescu) is not installed"),
+]
+
+
+class Served:
+    """A running `serve` and the ports it listens on."""
+
+    def __init__(self, data_dir: Path, log_path: Path) -> None:
+        self.dicom_port = free_port()
+        self.http_port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        self.env.update(
+            GATEWAY_DATA_DIR=str(data_dir),
+            GATEWAY_DICOM_HOST="127.0.0.1",
+            GATEWAY_DICOM_PORT=str(self.dicom_port),
+            GATEWAY_HTTP_PORT=str(self.http_port),
+        )
+        self.log_path = log_path
+        with open(log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve"], env=self.env, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        self.url = f"http://127.0.0.1:{self.http_port}"
+
+    def ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError("serve exited:\n" + self.log_path.read_text()[-3000:])
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def studies(self) -> list[dict[str, object]]:
+        response = httpx.get(f"{self.url}/dicomweb/studies", timeout=10)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/dicom+json")
+        result: list[dict[str, object]] = response.json()
+        return result
+
+    def stop(self) -> list[psutil.Process]:
+        """SIGTERM serve as a user's Ctrl-C would; return its descendants so the caller can check they are gone."""
+        descendants = psutil.Process(self.process.pid).children(recursive=True)
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+        return descendants
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "gateway-data"
+
+
+def test_serve_ingests_storescu_and_lists_studies_then_stops_cleanly(tmp_path: Path, data_dir: Path) -> None:
+    corpus = generate_corpus(tmp_path / "corpus")
+    uncompressed = [
+        p
+        for p in corpus
+        if dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID
+        in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+    ]
+    assert len(uncompressed) >= 5
+    studies = {dcmread(p, stop_before_pixels=True).StudyInstanceUID for p in uncompressed}
+
+    served = Served(data_dir, tmp_path / "serve.log")
+    try:
+        wait_for(served.ready, timeout=60, what="serve to become ready")
+        result = subprocess.run(
+            ["storescu", "-v", "-nh", "-aec", "DICOMGW", "127.0.0.1", str(served.dicom_port), *map(str, uncompressed)],
+            capture_output=True,
+            text=True,
+            env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.count("Received Store Response (Success)") == len(uncompressed), result.stderr
+        wait_for(lambda: len(served.studies()) == len(studies), timeout=30, what="every study in QIDO-RS")
+        listed = {s["0020000D"]["Value"][0] for s in served.studies()}  # type: ignore[index]
+        assert listed == studies
+    finally:
+        descendants = served.stop()
+    assert served.process.returncode == 0
+    time.sleep(0.5)
+    assert [p.pid for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert descendants, "serve should have started child processes"
+
+    again = Served(data_dir, tmp_path / "serve2.log")
+    try:
+        wait_for(again.ready, timeout=60, what="serve to restart")
+        assert {s["0020000D"]["Value"][0] for s in again.studies()} == studies  # type: ignore[index]
+    finally:
+        again.stop()
