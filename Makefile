@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/dicom-gateway serve
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check gateway workers tests testdata bench
+	$(BIN)/ruff check gateway workers tests testdata $(wildcard bench)
 
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy --strict gateway workers

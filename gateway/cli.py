@@ -20,7 +20,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.logging import configure_logging
 
 app = typer.Typer(help="DICOM imaging gateway", no_args_is_help=True, add_completion=False)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML settings file (GATEWAY_CONFIG)")]
 
 
@@ -181,7 +181,7 @@ def import_files(
             progress.advance(task)
     services.close()
     for path, reason in rejected:
-        console.print(f"rejected {path}: {reason}", highlight=False)
+        console.print(f"rejected {path}: {reason}", highlight=False, markup=False, soft_wrap=True)
     typer.echo(
         f"imported {outcome['imported']}, already present {outcome['already present']}, rejected {outcome['rejected']}"
     )

@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 from pydicom.dataset import Dataset
+from pynetdicom import build_context
 
 from gateway.dimse.status import SUCCESS, store_status
 from gateway.errors import GatewayError
@@ -25,6 +26,32 @@ def handle_connection_open(event: Any) -> None:
     sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def handle_requested(event: Any) -> None:
+    """Before negotiation: within each proposed context, accept the transfer syntax the peer listed first.
+
+    pynetdicom picks a context's transfer syntax in the acceptor's order. A gateway that stores what
+    it receives should take the requestor's order instead: an SCU lists its native encoding first,
+    and any other choice makes it convert (big endian to little, deflated to plain, compressed to
+    native) before sending. Reordering only the abstract syntaxes the peer proposed keeps this cheap.
+    """
+    acceptor = event.assoc.acceptor
+    requested: dict[str, list[str]] = {}
+    for context in event.assoc.requestor.primitive.presentation_context_definition_list:
+        proposed = requested.setdefault(str(context.abstract_syntax), [])
+        proposed.extend(str(ts) for ts in context.transfer_syntax if str(ts) not in proposed)
+    contexts = []
+    for context in acceptor.supported_contexts:
+        order = requested.get(str(context.abstract_syntax))
+        if order:
+            ours = [str(ts) for ts in context.transfer_syntax]
+            preferred = [ts for ts in order if ts in ours] + [ts for ts in ours if ts not in order]
+            reordered = build_context(context.abstract_syntax, preferred)
+            reordered.scu_role, reordered.scp_role = context.scu_role, context.scp_role
+            context = reordered
+        contexts.append(context)
+    acceptor.supported_contexts = contexts
 
 
 def handle_echo(event: Any) -> int:

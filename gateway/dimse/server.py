@@ -10,7 +10,7 @@ from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.dimse.ae import make_ae
-from gateway.dimse.handlers import handle_connection_open, handle_echo, handle_store
+from gateway.dimse.handlers import handle_connection_open, handle_echo, handle_requested, handle_store
 from gateway.services import Services
 
 
@@ -34,12 +34,16 @@ def start_scp(
     ae = make_ae(settings)
     handlers: list[Any] = [
         (evt.EVT_CONN_OPEN, handle_connection_open),
+        (evt.EVT_REQUESTED, handle_requested),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_STORE, handle_store, [services.ingest]),
     ]
     address = (host if host is not None else settings.dicom_host, port if port is not None else settings.dicom_port)
     server_class = ReusePortAssociationServer if reuse_port else ThreadedAssociationServer
     server: ThreadedAssociationServer = ae.make_server(address, evt_handlers=handlers, server_class=server_class)
+    # make_server() does not register the server with its AE, but server.shutdown() unregisters it;
+    # registering here keeps shutdown clean (and lets ae.shutdown() stop it too).
+    ae._servers.append(server)
     thread = threading.Thread(target=server.serve_forever, name=f"scp-{address[1]}", daemon=True)
     thread.start()
     return server

@@ -15,7 +15,7 @@ from gateway.storage.base import ObjectInfo
 _TMP_SUFFIX = ".tmp-"
 
 
-def _check_key(key: str) -> None:
+def check_key(key: str) -> None:
     # Keys come from validated UIDs, but the backend refuses anything that could leave its root.
     if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in key.split("/")):
         raise ValueError(f"invalid object key {key!r}")
@@ -28,7 +28,7 @@ class FilesystemStore:
         self.root = root
 
     def _path(self, key: str) -> Path:
-        _check_key(key)
+        check_key(key)
         return self.root / key
 
     def put(self, key: str, data: bytes | BinaryIO, length: int | None = None) -> None:

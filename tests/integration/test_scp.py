@@ -15,18 +15,26 @@ import redis
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    MRImageStorage,
+)
 from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
+from pynetdicom import _config as pynetdicom_config
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from gateway.dimse import status
 from gateway.ingest import part10_from_dataset
 from gateway.queue import INDEX_QUEUE
 from gateway.services import Services
+from testdata.generate import generate_corpus, pydicom_test_files
 from tests.factories import make_dataset, new_uid, to_part10_bytes
 from tests.fixtures.gateway import gateway_services, make_settings, running_scp
 from tests.fixtures.servers import free_port
-from tests.part10 import dataset_bytes
+from tests.part10 import assert_same_content, dataset_bytes
 
 pytestmark = pytest.mark.integration
 needs_dcmtk = pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK (storescu/echoscu) is not installed")
@@ -50,6 +58,13 @@ def gateway(tmp_path: Path, broker_url: str) -> Iterator[Gateway]:
     settings = make_settings(tmp_path / "data", broker_url=broker_url)
     with gateway_services(settings) as services, running_scp(services) as port:
         yield Gateway(services, port, broker_url)
+
+
+@pytest.fixture(autouse=True)
+def _send_files_byte_for_byte(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pynetdicom then sends a file's dataset bytes unchanged, with the command UIDs from its file meta,
+    # which is how these tests put crafted (mismatched, truncated, garbage) datasets on the wire.
+    monkeypatch.setattr(pynetdicom_config, "STORE_SEND_CHUNKED_DATASET", True)
 
 
 def send(port: int, *items: Dataset | Path) -> list[int]:
@@ -102,11 +117,48 @@ def test_storescu_files_are_stored_as_sent_with_file_meta(gateway: Gateway) -> N
         ds = dcmread(path, stop_before_pixels=True)
         key = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
         stored = gateway.services.store.read(key)
-        assert dataset_bytes(stored) == dataset_bytes(path.read_bytes())
+        assert_same_content(stored, path)
         meta = dcmread(io.BytesIO(stored)).file_meta
         assert meta.SourceApplicationEntityTitle == "STORESCU"
-        assert meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID
         assert meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_every_corpus_file_is_stored_byte_for_byte(gateway: Gateway, tmp_path: Path) -> None:
+    """pynetdicom sends each file's dataset bytes unchanged, in the file's own transfer syntax."""
+    files = generate_corpus(tmp_path / "corpus") + pydicom_test_files()
+    consistent = []
+    for path in files:
+        ds = dcmread(path, stop_before_pixels=True)
+        # rtplan.dcm's file meta names another SOP Instance UID than its dataset: the command then
+        # disagrees with the dataset, which must be refused (DCMTK sends the dataset's UID instead).
+        if ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID:
+            assert send(gateway.port, path) == [status.SUCCESS], path
+            consistent.append(path)
+        else:
+            assert send(gateway.port, path) == [status.STORAGE_DATASET_DOES_NOT_MATCH], path
+    assert len(consistent) == len(files) - 1
+    for path in consistent:
+        ds = dcmread(path, stop_before_pixels=True)
+        stored = gateway.services.store.read(f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm")
+        assert dataset_bytes(stored) == dataset_bytes(path.read_bytes()), path
+        meta = dcmread(io.BytesIO(stored), stop_before_pixels=True).file_meta
+        assert meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID, path
+        assert meta.SourceApplicationEntityTitle == "TESTSCU"
+    assert gateway.queued() == len(consistent)
+
+
+def test_requestor_transfer_syntax_order_is_kept(gateway: Gateway) -> None:
+    """Offered big endian first in one context, the gateway takes big endian, so nothing is converted."""
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(CTImageStorage, [ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    ae.add_requested_context(MRImageStorage, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+    assoc = ae.associate("127.0.0.1", gateway.port, ae_title="DICOMGW")
+    assert assoc.is_established
+    try:
+        chosen = {cx.abstract_syntax: cx.transfer_syntax[0] for cx in assoc.accepted_contexts}
+    finally:
+        assoc.release()
+    assert chosen == {CTImageStorage: ExplicitVRBigEndian, MRImageStorage: ImplicitVRLittleEndian}
 
 
 def test_unknown_sop_class_context_is_rejected(gateway: Gateway) -> None:

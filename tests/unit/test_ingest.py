@@ -78,7 +78,9 @@ def test_command_uid_mismatch_is_rejected_before_any_write(ingest: IngestService
 
 @pytest.mark.parametrize("field", ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
 @pytest.mark.parametrize("value", ["../../x", "1.2.3a", "1." + "9" * 64])
-def test_malformed_uids_never_reach_the_store(ingest: IngestService, store: MemoryStore, field: str, value: str) -> None:
+def test_malformed_uids_never_reach_the_store(
+    ingest: IngestService, store: MemoryStore, field: str, value: str
+) -> None:
     ds = make_dataset()
     setattr(ds, field, value)
     if field == "SOPInstanceUID":

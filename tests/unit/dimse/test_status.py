@@ -31,4 +31,3 @@ from gateway.errors import (
 )
 def test_each_error_maps_to_its_status(error: Exception, expected: int) -> None:
     assert status.store_status(error) == expected
-

@@ -1,0 +1,1 @@
+"""Deterministic synthetic DICOM corpus for tests, demos and benchmarks."""
