@@ -49,7 +49,9 @@ def make_router(services: Services) -> APIRouter:
     ) -> DicomJSONResponse:
         sessions = services.repository.sessions
         rows = list_studies(sessions, limit=limit, offset=offset)
-        base_url = str(request.base_url).rstrip("/") + "/dicomweb"
+        # Behind a proxy the URL clients must use differs from the one we see: GATEWAY_PUBLIC_URL.
+        public = services.settings.public_url or str(request.base_url)
+        base_url = public.rstrip("/") + "/dicomweb"
         headers: dict[str, str] = {}
         if limit is not None and len(rows) == limit and count_studies(sessions) > offset + limit:
             # PS3.18 8.3.4.4: tell the client that more results exist beyond this page.

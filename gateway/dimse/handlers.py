@@ -28,14 +28,29 @@ def handle_connection_open(event: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def handle_requested(event: Any) -> None:
-    """Before negotiation: within each proposed context, accept the transfer syntax the peer listed first.
+def handle_requested(event: Any, called_ae_titles: list[str]) -> None:
+    """Before negotiation: check the called AE title, then prefer the peer's transfer-syntax order.
+
+    The called AE title must be ours or one of our aliases, else A-ASSOCIATE-RJ (PS3.8 7.1.1.9:
+    rejected-permanent, service-user, "called AE title not recognized").
+
+    Within each proposed context we accept the transfer syntax the peer listed first.
 
     pynetdicom picks a context's transfer syntax in the acceptor's order. A gateway that stores what
     it receives should take the requestor's order instead: an SCU lists its native encoding first,
     and any other choice makes it convert (big endian to little, deflated to plain, compressed to
     native) before sending. Reordering only the abstract syntaxes the peer proposed keeps this cheap.
     """
+    called = str(event.assoc.requestor.primitive.called_ae_title).strip()
+    if called not in called_ae_titles:
+        log.warning(
+            "dimse.association.rejected", reason="called AE title not recognized", called_ae=called, **_peer(event)
+        )
+        # As pynetdicom's own rejections do: send A-ASSOCIATE-RJ, then stop the association, which
+        # lets the DUL flush the PDU before the socket closes.
+        event.assoc.acse.send_reject(0x01, 0x01, 0x07)
+        event.assoc.kill()
+        return
     acceptor = event.assoc.acceptor
     requested: dict[str, list[str]] = {}
     for context in event.assoc.requestor.primitive.presentation_context_definition_list:

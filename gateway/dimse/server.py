@@ -34,7 +34,7 @@ def start_scp(
     ae = make_ae(settings)
     handlers: list[Any] = [
         (evt.EVT_CONN_OPEN, handle_connection_open),
-        (evt.EVT_REQUESTED, handle_requested),
+        (evt.EVT_REQUESTED, handle_requested, [settings.all_ae_titles]),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_STORE, handle_store, [services.ingest]),
     ]

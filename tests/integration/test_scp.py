@@ -161,6 +161,23 @@ def test_requestor_transfer_syntax_order_is_kept(gateway: Gateway) -> None:
     assert chosen == {CTImageStorage: ExplicitVRBigEndian, MRImageStorage: ImplicitVRLittleEndian}
 
 
+def test_wrong_called_ae_title_is_rejected_and_aliases_are_accepted(tmp_path: Path, broker_url: str) -> None:
+    settings = make_settings(tmp_path / "data", broker_url=broker_url, ae_aliases=["GATEWAY2"])
+    with gateway_services(settings) as services, running_scp(services) as port:
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context(Verification)
+        wrong = ae.associate("127.0.0.1", port, ae_title="NOTUS")
+        assert wrong.is_rejected and not wrong.is_established
+        assert wrong.acceptor.primitive is not None
+        rejection = wrong.acceptor.primitive
+        assert (rejection.result, rejection.result_source, rejection.diagnostic) == (0x01, 0x01, 0x07)
+        for title in ("DICOMGW", "GATEWAY2"):
+            assoc = ae.associate("127.0.0.1", port, ae_title=title)
+            assert assoc.is_established, title
+            assert int(assoc.send_c_echo().Status) == status.SUCCESS
+            assoc.release()
+
+
 def test_unknown_sop_class_context_is_rejected(gateway: Gateway) -> None:
     ae = AE(ae_title="TESTSCU")
     ae.add_requested_context("1.2.826.0.1.3680043.10.1531.99.1", [ExplicitVRLittleEndian])
