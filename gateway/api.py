@@ -19,9 +19,12 @@ from gateway.errors import (
     IndexUnavailable,
     InvalidDicom,
     InvalidQuery,
+    NotAcceptable,
     NotFound,
+    PayloadTooLarge,
     QueueUnavailable,
     StorageUnavailable,
+    UnsupportedMediaType,
 )
 from gateway.index.queries import instance_counts
 from gateway.services import Services
@@ -33,6 +36,9 @@ _ERROR_STATUS: tuple[tuple[type[GatewayError], int, str], ...] = (
     (InvalidQuery, 400, "Invalid query parameter"),
     (InvalidDicom, 400, "Invalid DICOM"),
     (NotFound, 404, "Not found"),
+    (NotAcceptable, 406, "Not acceptable"),
+    (PayloadTooLarge, 413, "Payload too large"),
+    (UnsupportedMediaType, 415, "Unsupported media type"),
     (StorageUnavailable, 503, "Object store unavailable"),
     (QueueUnavailable, 503, "Task broker unavailable"),
     (IndexUnavailable, 503, "Index unavailable"),

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     scp_processes: int = Field(default=1, ge=1, le=64)
     max_pdu: int = Field(default=131072, ge=0)
     max_associations: int = Field(default=64, ge=1)
+    stow_max_bytes: int = Field(default=4 << 30, ge=1)
     dimse_timeout: float = Field(default=60.0, gt=0)
     network_timeout: float = Field(default=60.0, gt=0)
     task_max_retries: int = Field(default=12, ge=0)

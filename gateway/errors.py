@@ -46,3 +46,15 @@ class InvalidQuery(GatewayError):
         super().__init__(f"{parameter}: {reason}")
         self.parameter = parameter
         self.reason = reason
+
+
+class NotAcceptable(GatewayError):
+    """No representation the client accepts can be produced (HTTP 406)."""
+
+
+class UnsupportedMediaType(GatewayError):
+    """The request body is not of a media type the resource accepts (HTTP 415)."""
+
+
+class PayloadTooLarge(GatewayError):
+    """The request body exceeds the configured limit (HTTP 413)."""

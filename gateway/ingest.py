@@ -88,16 +88,23 @@ class IngestService:
         data = part10_from_dataset(dataset, transfer_syntax_uid, command_class, command_instance, source_ae)
         return self._ingest(data, command_class, command_instance)
 
-    def ingest_file(self, data: bytes) -> IngestResult:
+    def ingest_file(self, data: bytes, expected_study_uid: str | None = None) -> IngestResult:
         """Ingest a Part 10 file kept byte for byte; its file meta stands in for the command.
 
+        `expected_study_uid` (STOW-RS to /studies/{study}) refuses instances of another study.
         Raises InvalidDicom, DatasetMismatch, StorageUnavailable or QueueUnavailable.
         """
         if len(data) < 132 or data[128:132] != b"DICM":
             raise InvalidDicom("not a DICOM Part 10 file (no DICM prefix)")
-        return self._ingest(data, None, None)
+        return self._ingest(data, None, None, expected_study_uid)
 
-    def _ingest(self, data: bytes, command_class: str | None, command_instance: str | None) -> IngestResult:
+    def _ingest(
+        self,
+        data: bytes,
+        command_class: str | None,
+        command_instance: str | None,
+        expected_study_uid: str | None = None,
+    ) -> IngestResult:
         header = read_header(BytesIO(data))
         ds = header.dataset
         layout = header.pixel_data
@@ -116,6 +123,10 @@ class IngestService:
         if sop_class != command_class:
             raise DatasetMismatch(f"SOPClassUID {sop_class} differs from the command's {command_class}")
         uids = instance_key(ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID"), sop_instance)
+        if expected_study_uid is not None and uids.study_instance_uid != expected_study_uid:
+            raise DatasetMismatch(
+                f"StudyInstanceUID {uids.study_instance_uid} differs from the request's {expected_study_uid}"
+            )
         key = uids.key(self.prefix)
         lock = self._locks[zlib.crc32(sop_instance.encode()) % _LOCK_STRIPES]
         with lock:

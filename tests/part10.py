@@ -31,13 +31,14 @@ def file_dataset_bytes(path: Path) -> bytes:
     return dataset_bytes(path.read_bytes())
 
 
-def _comparable(ds: Dataset) -> Dataset:
+def comparable(ds: Dataset) -> Dataset:
+    """Drop group lengths and trailing padding (in place), which senders may legally change."""
     for elem in list(ds):
         if elem.tag == 0xFFFCFFFC or elem.tag.element == 0x0000:
             del ds[elem.tag]
         elif elem.VR == "SQ":
             for item in elem.value:
-                _comparable(item)
+                comparable(item)
     return ds
 
 
@@ -63,4 +64,4 @@ def assert_same_content(stored: bytes, source: Path) -> None:
             assert np.array_equal(stored_ds.pixel_array, source_ds.pixel_array), source
     for ds in (stored_ds, source_ds):
         ds.pop(0x7FE00010, None)
-    assert _comparable(stored_ds) == _comparable(source_ds), source
+    assert comparable(stored_ds) == comparable(source_ds), source
