@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.dicomweb import qido, stow, wado
+from gateway.dicomweb import qido, rendered, stow, wado
 from gateway.services import Services
 
 
@@ -13,5 +13,6 @@ def make_router(services: Services) -> APIRouter:
     router = APIRouter(prefix="/dicomweb", tags=["DICOMweb"])
     router.include_router(qido.make_router(services))
     router.include_router(wado.make_router(services))
+    router.include_router(rendered.make_router(services))
     router.include_router(stow.make_router(services))
     return router

@@ -65,7 +65,7 @@ def make_router(services: Services) -> APIRouter:
 
     def retrieve(request: Request, study: str, series: str | None, sop: str | None) -> StreamingResponse:
         syntax = negotiate_multipart(request.headers.get("accept"), DICOM, "this resource")
-        items = retrieval.instances(*_uids(study, series, sop))
+        items = retrieval.instances(*uids(study, series, sop))
         retrieval.check_servable(items, syntax)
         boundary = new_boundary()
 
@@ -83,7 +83,7 @@ def make_router(services: Services) -> APIRouter:
             request.headers.get("accept"), "application/json"
         ):
             raise NotAcceptable("metadata is available as application/dicom+json")
-        texts = retrieval.metadata(*_uids(study, series, sop))
+        texts = retrieval.metadata(*uids(study, series, sop))
         # The stored JSON is served as is, joined without parsing; only the relative BulkDataURIs
         # become absolute for this request's base URL (PS3.18 F.2.6: a URI the client can follow).
         body = ("[" + ",".join(texts) + "]").encode()
@@ -119,12 +119,12 @@ def make_router(services: Services) -> APIRouter:
     @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}", summary="WADO-RS: frames")
     def frames(request: Request, study: str, series: str, sop: str, frames: str) -> StreamingResponse:
         numbers = parse_frame_list(frames)
-        item = retrieval.instances(*_uids(study, series, sop))[0]
+        item = retrieval.instances(*uids(study, series, sop))[0]
         return _frames_response(retrieval, request, item, numbers)
 
     @router.get("/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}", summary="WADO-RS: bulk data")
     def bulkdata(request: Request, study: str, series: str, sop: str, tag: str) -> StreamingResponse:
-        item = retrieval.instances(*_uids(study, series, sop))[0]
+        item = retrieval.instances(*uids(study, series, sop))[0]
         if tag.upper() == f"{PIXEL_DATA_TAG:08X}":
             # PS3.18 8.6.1.2: pixel data bulk data is the frames, one part per frame.
             return _frames_response(retrieval, request, item, list(range(1, (item.number_of_frames or 1) + 1)))
@@ -153,7 +153,7 @@ def _frames_response(
     return StreamingResponse(body, media_type=content_type(part_type, boundary, syntax))
 
 
-def _uids(study: str, series: str | None, sop: str | None) -> tuple[str, str | None, str | None]:
+def uids(study: str, series: str | None, sop: str | None) -> tuple[str, str | None, str | None]:
     return (
         validate_uid(study, "StudyInstanceUID"),
         validate_uid(series, "SeriesInstanceUID") if series is not None else None,

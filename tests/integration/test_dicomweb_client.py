@@ -6,11 +6,13 @@ expectations come from the corpus files through pydicom, never from the gateway'
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from dicomweb_client.api import DICOMwebClient
@@ -36,6 +38,7 @@ class Gateway:
     services: Services
     client: DICOMwebClient
     files: dict[str, Path]  # SOP Instance UID -> corpus file
+    url: str  # the DICOMweb base URL
 
     def source(self, sop: str) -> Dataset:
         return dcmread(self.files[sop])
@@ -75,7 +78,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer)
                 return int(session.execute(select(func.count(Instance.pk))).scalar_one()) == len(files)
 
         wait_for(indexed, timeout=60, what="every stored instance indexed")
-        yield Gateway(services, client, files)
+        yield Gateway(services, client, files, f"{url}/dicomweb")
 
 
 def _same(received: Dataset, source: Dataset) -> None:
@@ -197,3 +200,44 @@ def test_retrieve_of_unknown_study_is_an_error(gateway: Gateway) -> None:
         gateway.client.retrieve_study("1.2.3.4.5.6.7")
     assert error.value.response.status_code == 404
     assert error.value.response.headers["content-type"] == "application/problem+json"
+
+
+def _windowed(pixels: np.ndarray, source: Dataset, center: float, width: float) -> np.ndarray:
+    # PS3.3 C.11.2.1.2.1, computed here independently of the gateway.
+    values = pixels.astype(np.float64) * float(source.get("RescaleSlope", 1)) + float(source.get("RescaleIntercept", 0))
+    return np.rint(((values - (center - 0.5)) / (width - 1) + 0.5).clip(0, 1) * 255).astype(np.uint8)
+
+
+def test_rendered_instance_as_png_applies_the_requested_window(gateway: Gateway) -> None:
+    from PIL import Image
+
+    sop, path = gateway.find("ct/series1/002.dcm")
+    source = dcmread(path)
+    png = gateway.client.retrieve_instance_rendered(
+        source.StudyInstanceUID,
+        source.SeriesInstanceUID,
+        sop,
+        media_types=("image/png",),
+        params={"window": "40,400,linear"},
+    )
+    image = np.asarray(Image.open(io.BytesIO(png)))
+    assert np.array_equal(image, _windowed(source.pixel_array, source, 40, 400))
+
+
+def test_rendered_frame_and_thumbnail_are_jpeg_images(gateway: Gateway) -> None:
+    from PIL import Image
+
+    sop, path = gateway.find("examples_ybr_color.dcm")
+    source = dcmread(path, stop_before_pixels=True)
+    jpeg = gateway.client.retrieve_instance_frames_rendered(
+        source.StudyInstanceUID, source.SeriesInstanceUID, sop, frame_numbers=[2], media_types=("image/jpeg",)
+    )
+    image = Image.open(io.BytesIO(jpeg))
+    assert (image.format, image.size, image.mode) == ("JPEG", (source.Columns, source.Rows), "RGB")
+    # dicomweb-client has no thumbnail call; a plain GET is what viewers do.
+    thumbnail = httpx.get(
+        f"{gateway.url}/studies/{source.StudyInstanceUID}/series/{source.SeriesInstanceUID}/thumbnail"
+    )
+    assert thumbnail.headers["content-type"] == "image/jpeg"
+    small = Image.open(io.BytesIO(thumbnail.content))
+    assert small.format == "JPEG" and max(small.size) == 128
