@@ -94,9 +94,10 @@ def _to_8bit(ds: Dataset, frame: np.ndarray, window: tuple[float, float] | None)
     values = apply_modality_lut(frame, ds).astype(np.float64)
     center, width = window or _default_window(ds, values)
     # PS3.3 C.11.2.1.2.1 linear VOI function.
-    scaled = np.rint(((values - (center - 0.5)) / (width - 1) + 0.5).clip(0, 1) * 255).astype(np.uint8)
+    scaled: np.ndarray = np.rint(((values - (center - 0.5)) / (width - 1) + 0.5).clip(0, 1) * 255).astype(np.uint8)
     if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
-        return 255 - scaled
+        inverted: np.ndarray = 255 - scaled
+        return inverted
     return scaled
 
 
