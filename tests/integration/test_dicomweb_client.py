@@ -241,3 +241,20 @@ def test_rendered_frame_and_thumbnail_are_jpeg_images(gateway: Gateway) -> None:
     assert thumbnail.headers["content-type"] == "image/jpeg"
     small = Image.open(io.BytesIO(thumbnail.content))
     assert small.format == "JPEG" and max(small.size) == 128
+
+
+def test_wado_uri_returns_the_stored_object_and_a_rendered_image(gateway: Gateway) -> None:
+    from PIL import Image
+
+    sop, path = gateway.find("mr/002.dcm")  # deflated explicit VR little endian
+    source = dcmread(path, stop_before_pixels=True)
+    query = {"requestType": "WADO", "studyUID": source.StudyInstanceUID, "seriesUID": source.SeriesInstanceUID}
+    query["objectUID"] = sop
+    dicom = httpx.get(f"{gateway.url}/wado", params={**query, "contentType": "application/dicom"})
+    assert dicom.headers["content-type"] == "application/dicom"
+    _same(dcmread(io.BytesIO(dicom.content)), dcmread(path))
+    jpeg = httpx.get(f"{gateway.url}/wado", params={**query, "rows": "16"})
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(jpeg.content)).size == (24, 16)  # 48x32 bounded to 16 rows
+    wrong = httpx.get(f"{gateway.url}/wado", params={**query, "requestType": "WADO-RS"})
+    assert wrong.status_code == 400 and wrong.json()["parameter"] == "requestType"
