@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -86,6 +87,15 @@ def create_app(services: Services) -> FastAPI:
     requests = Counter("gateway_http_requests", "HTTP requests", ["method", "status"], registry=registry)
     latency = Histogram("gateway_http_request_seconds", "HTTP request latency", ["method"], registry=registry)
     objects = Gauge("gateway_index_objects", "Objects in the index", ["level"], registry=registry)
+    if services.settings.cors_origins:
+        # Viewers served from another origin read DICOMweb with fetch(); they need these headers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=services.settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["Warning", "Content-Type", "Content-Location"],
+        )
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Any) -> Response:

@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -66,6 +67,15 @@ class Settings(BaseSettings):
     broker_timeout: float = Field(default=5.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
+    fhir_version: Literal["R4", "R5"] = "R4"
+    fhir_debounce_seconds: float = Field(default=10.0, ge=0, le=3600)
+    fhir_timezone: str = ""
+    fhir_push_url: str = ""
+    fhir_push_token: SecretStr | None = None
+    fhir_push_timeout: float = Field(default=10.0, gt=0)
+    fhir_push_retry_seconds: int = Field(default=86400, ge=0)
+    # Origins of browser apps (e.g. an OHIF viewer on its own host) allowed to call the API.
+    cors_origins: list[str] = Field(default_factory=list)
 
     @field_validator("ae_title")
     @classmethod
@@ -97,6 +107,23 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "redis+socket://", "sentinel://")):
             raise ValueError("must be a redis://, rediss://, redis+socket:// or sentinel:// URL")
         return value
+
+    @field_validator("fhir_timezone")
+    @classmethod
+    def _check_fhir_timezone(cls, value: str) -> str:
+        if value:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError("must be an IANA time zone name such as Europe/Berlin") from None
+        return value
+
+    @field_validator("fhir_push_url")
+    @classmethod
+    def _check_fhir_push_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be the http:// or https:// base URL of a FHIR server")
+        return value.rstrip("/")
 
     @classmethod
     def settings_customise_sources(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 
 from gateway.dicom.uids import validate_uid
@@ -94,6 +96,8 @@ class InstanceAttributes:
     rows: int | None
     columns: int | None
     number_of_frames: int | None
+    # Defaulted so that callers built before this field existed keep working.
+    acquisition_date_time: str | None = None
 
 
 def extract_attributes(ds: Dataset) -> InstanceAttributes:
@@ -124,9 +128,150 @@ def extract_attributes(ds: Dataset) -> InstanceAttributes:
         rows=_int(ds, "Rows"),
         columns=_int(ds, "Columns"),
         number_of_frames=_int(ds, "NumberOfFrames"),
+        acquisition_date_time=_text(ds, "AcquisitionDateTime"),
     )
 
 
 def level_json(instance_json: dict[str, Any], tags: frozenset[str]) -> dict[str, Any]:
     """Return the part of an instance's DICOM JSON that belongs to one level (study or series)."""
     return {tag: value for tag, value in instance_json.items() if tag in tags}
+
+
+def normalize_person_name(value: str | None) -> str | None:
+    """Return a PN value in the form the index matches on: upper case, trailing delimiters and spaces removed.
+
+    PS3.4 C.2.2.2.1: PN matching is case-insensitive; PS3.5 6.2: trailing empty components (`^`) and
+    groups (`=`) are insignificant. Applied alike to stored values and to query values (wildcards survive).
+    """
+    if value is None:
+        return None
+    groups = ["^".join(part.strip() for part in group.split("^")).rstrip("^") for group in value.upper().split("=")]
+    return "=".join(groups).rstrip("=") or None
+
+
+class QueryLevel(StrEnum):
+    """Query/Retrieve Level (0008,0052) of the Study Root information model (PS3.4 C.6.2)."""
+
+    STUDY = "STUDY"
+    SERIES = "SERIES"
+    IMAGE = "IMAGE"
+
+    @property
+    def depth(self) -> int:
+        """0 for STUDY, 1 for SERIES, 2 for IMAGE: a query may use keys of its own or a higher level."""
+        return list(QueryLevel).index(self)
+
+
+def vr_of(tag: str) -> str:
+    """Return the VR of a tag in the PS3.6 dictionary (the first one when it lists several); UN if unknown."""
+    try:
+        return dictionary_VR(int(tag, 16)).split(" ")[0]
+    except KeyError:
+        return "UN"
+
+
+def tag_of(name: str) -> str | None:
+    """Return the tag (8 upper-case hex digits) of a PS3.6 keyword or tag string, or None when it is neither."""
+    if len(name) == 8 and all(c in "0123456789abcdefABCDEF" for c in name):
+        return name.upper()
+    tag = tag_for_keyword(name)
+    return f"{tag:08X}" if tag is not None else None
+
+
+@dataclass(frozen=True)
+class MatchingKey:
+    """An attribute the index can match on, with its VR and Query/Retrieve level."""
+
+    tag: str
+    keyword: str
+    vr: str
+    level: QueryLevel
+
+
+def _keys(level: QueryLevel, *tags: str) -> list[MatchingKey]:
+    return [MatchingKey(tag, keyword_for_tag(int(tag, 16)), vr_of(tag), level) for tag in tags]
+
+
+# Every key here has an indexed column (gateway/index/queries.py): PS3.18 Table 10.6.1-5 (study, with the
+# patient keys of the Study Root model), 10.6.1-6 (series) and 10.6.1-7 (instance) plus a few more.
+MATCHING_KEYS: dict[str, MatchingKey] = {
+    key.tag: key
+    for key in (
+        *_keys(
+            QueryLevel.STUDY,
+            "00080020",  # StudyDate
+            "00080030",  # StudyTime
+            "00080050",  # AccessionNumber
+            "00080061",  # ModalitiesInStudy
+            "00080090",  # ReferringPhysicianName
+            "00081030",  # StudyDescription
+            "00100010",  # PatientName
+            "00100020",  # PatientID
+            "00100021",  # IssuerOfPatientID
+            "00100030",  # PatientBirthDate
+            "00100040",  # PatientSex
+            "0020000D",  # StudyInstanceUID
+            "00200010",  # StudyID
+        ),
+        *_keys(
+            QueryLevel.SERIES,
+            "00080060",  # Modality
+            "0008103E",  # SeriesDescription
+            "00180015",  # BodyPartExamined
+            "0020000E",  # SeriesInstanceUID
+            "00200011",  # SeriesNumber
+            "00400244",  # PerformedProcedureStepStartDate
+            "00400245",  # PerformedProcedureStepStartTime
+        ),
+        *_keys(
+            QueryLevel.IMAGE,
+            "00080016",  # SOPClassUID
+            "00080018",  # SOPInstanceUID
+            "0008002A",  # AcquisitionDateTime
+            "00200013",  # InstanceNumber
+            "00280008",  # NumberOfFrames
+            "00280010",  # Rows
+            "00280011",  # Columns
+        ),
+    )
+}
+
+# PS3.18 Tables 10.6.3-3/-4/-5: the attributes each QIDO-RS result carries. True: type R (present, empty
+# when unknown); False: type C ("shall be present if known"). Computed ones (counts, ModalitiesInStudy,
+# RetrieveURL, InstanceAvailability) are added by the QIDO-RS edge.
+STUDY_RETURN_KEYS: dict[str, bool] = {
+    "00080005": False,  # SpecificCharacterSet (how the stored values were encoded; informative in JSON)
+    "00080020": True,  # StudyDate
+    "00080030": True,  # StudyTime
+    "00080050": True,  # AccessionNumber
+    "00080090": True,  # ReferringPhysicianName
+    "00080201": False,  # TimezoneOffsetFromUTC
+    "00100010": True,  # PatientName
+    "00100020": True,  # PatientID
+    "00100030": True,  # PatientBirthDate
+    "00100040": True,  # PatientSex
+    "0020000D": True,  # StudyInstanceUID
+    "00200010": True,  # StudyID
+}
+SERIES_RETURN_KEYS: dict[str, bool] = {
+    "00080005": False,  # SpecificCharacterSet
+    "00080060": True,  # Modality
+    "00080201": False,  # TimezoneOffsetFromUTC
+    "0008103E": False,  # SeriesDescription
+    "0020000E": True,  # SeriesInstanceUID
+    "00200011": True,  # SeriesNumber
+    "00400244": False,  # PerformedProcedureStepStartDate
+    "00400245": False,  # PerformedProcedureStepStartTime
+    "00400275": False,  # RequestAttributesSequence
+}
+INSTANCE_RETURN_KEYS: dict[str, bool] = {
+    "00080005": False,  # SpecificCharacterSet
+    "00080016": True,  # SOPClassUID
+    "00080018": True,  # SOPInstanceUID
+    "00080201": False,  # TimezoneOffsetFromUTC
+    "00200013": True,  # InstanceNumber
+    "00280008": False,  # NumberOfFrames
+    "00280010": False,  # Rows
+    "00280011": False,  # Columns
+    "00280100": False,  # BitsAllocated
+}

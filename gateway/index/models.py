@@ -20,10 +20,12 @@ class Patient(Base):
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     patient_id: Mapped[str] = mapped_column(String(), default="")
-    issuer_of_patient_id: Mapped[str] = mapped_column(String(), default="")
+    issuer_of_patient_id: Mapped[str] = mapped_column(String(), default="", index=True)
     patient_name: Mapped[str | None] = mapped_column(String(), index=True)
+    # PatientName as matched (PS3.4 C.2.2.2.1: PN is case-insensitive): see normalize_person_name.
+    patient_name_upper: Mapped[str | None] = mapped_column(String(), index=True)
     patient_birth_date: Mapped[str | None] = mapped_column(String(), index=True)
-    patient_sex: Mapped[str | None] = mapped_column(String())
+    patient_sex: Mapped[str | None] = mapped_column(String(), index=True)
 
 
 class Study(Base):
@@ -38,6 +40,7 @@ class Study(Base):
     study_time: Mapped[str | None] = mapped_column(String(), index=True)
     accession_number: Mapped[str | None] = mapped_column(String(), index=True)
     referring_physician_name: Mapped[str | None] = mapped_column(String(), index=True)
+    referring_physician_name_upper: Mapped[str | None] = mapped_column(String(), index=True)
     study_id: Mapped[str | None] = mapped_column(String(), index=True)
     study_description: Mapped[str | None] = mapped_column(String(), index=True)
     modalities_in_study: Mapped[str] = mapped_column(String(), default="")
@@ -77,9 +80,10 @@ class Instance(Base):
     series_pk: Mapped[int] = mapped_column(ForeignKey("series.pk"), index=True)
     sop_class_uid: Mapped[str] = mapped_column(String(), index=True)
     instance_number: Mapped[int | None] = mapped_column(Integer, index=True)
-    rows: Mapped[int | None] = mapped_column(Integer)
-    columns: Mapped[int | None] = mapped_column(Integer)
-    number_of_frames: Mapped[int | None] = mapped_column(Integer)
+    rows: Mapped[int | None] = mapped_column(Integer, index=True)
+    columns: Mapped[int | None] = mapped_column(Integer, index=True)
+    number_of_frames: Mapped[int | None] = mapped_column(Integer, index=True)
+    acquisition_date_time: Mapped[str | None] = mapped_column(String(), index=True)
     transfer_syntax_uid: Mapped[str] = mapped_column(String())
     object_key: Mapped[str] = mapped_column(String())
     size: Mapped[int] = mapped_column(BigInteger)

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.dicom.attributes import InstanceAttributes
+from gateway.dicom.attributes import InstanceAttributes, normalize_person_name
 from gateway.errors import IndexUnavailable
 from gateway.index.db import make_session_factory
 from gateway.index.models import DeadLetter, Instance, Patient, Series, Study
@@ -86,14 +86,22 @@ class IndexRepository:
                     session,
                     Patient,
                     {"patient_id": attrs["patient_id"], "issuer_of_patient_id": attrs["issuer_of_patient_id"]},
-                    {f: attrs[f] for f in _PATIENT_FIELDS},
+                    {
+                        **{f: attrs[f] for f in _PATIENT_FIELDS},
+                        "patient_name_upper": normalize_person_name(attrs["patient_name"]),
+                    },
                 )
                 # Locking the study row serializes concurrent writers of one study, so recounts see each other.
                 study_pk = self._ensure(
                     session,
                     Study,
                     {"study_instance_uid": attrs["study_instance_uid"]},
-                    {"patient_pk": patient_pk, "study_json": record.study_json, **{f: attrs[f] for f in _STUDY_FIELDS}},
+                    {
+                        "patient_pk": patient_pk,
+                        "study_json": record.study_json,
+                        **{f: attrs[f] for f in _STUDY_FIELDS},
+                        "referring_physician_name_upper": normalize_person_name(attrs["referring_physician_name"]),
+                    },
                 )
                 series_pk = self._ensure(
                     session,
@@ -108,6 +116,7 @@ class IndexRepository:
                     "rows": attrs["rows"],
                     "columns": attrs["columns"],
                     "number_of_frames": attrs["number_of_frames"],
+                    "acquisition_date_time": attrs["acquisition_date_time"],
                     "transfer_syntax_uid": record.transfer_syntax_uid,
                     "object_key": record.object_key,
                     "size": record.size,
