@@ -258,3 +258,29 @@ def test_wado_uri_returns_the_stored_object_and_a_rendered_image(gateway: Gatewa
     assert Image.open(io.BytesIO(jpeg.content)).size == (24, 16)  # 48x32 bounded to 16 rows
     wrong = httpx.get(f"{gateway.url}/wado", params={**query, "requestType": "WADO-RS"})
     assert wrong.status_code == 400 and wrong.json()["parameter"] == "requestType"
+
+
+def _headers(gateway: Gateway) -> list[Dataset]:
+    return [dcmread(p, stop_before_pixels=True) for p in gateway.files.values()]
+
+
+def test_search_with_filters_at_every_level(gateway: Gateway) -> None:
+    headers = _headers(gateway)
+    mr = {str(h.StudyInstanceUID) for h in headers if h.get("PatientID") == "GW-0002"}
+    found = gateway.client.search_for_studies(search_filters={"PatientID": "GW-0002"})
+    assert {s["0020000D"]["Value"][0] for s in found} == mr
+    dated = {str(h.StudyInstanceUID) for h in headers if "20240101" <= str(h.get("StudyDate", "")) <= "20240331"}
+    found = gateway.client.search_for_studies(search_filters={"StudyDate": "20240101-20240331"})
+    assert {s["0020000D"]["Value"][0] for s in found} == dated and dated
+
+    ct_study = next(str(h.StudyInstanceUID) for h in headers if h.get("PatientID") == "GW-0001")
+    series = {str(h.SeriesInstanceUID) for h in headers if str(h.StudyInstanceUID) == ct_study}
+    found = gateway.client.search_for_series(ct_study, search_filters={"Modality": "CT"})
+    assert {s["0020000E"]["Value"][0] for s in found} == series
+
+    cine = next(h for h in headers if h.get("NumberOfFrames", 1) == 10)
+    found = gateway.client.search_for_instances(search_filters={"SOPInstanceUID": str(cine.SOPInstanceUID)})
+    assert [i["00080018"]["Value"][0] for i in found] == [str(cine.SOPInstanceUID)]
+    assert found[0]["00280008"]["Value"] == [10]
+    everything = gateway.client.search_for_instances(ct_study)
+    assert len(everything) == sum(1 for h in headers if str(h.StudyInstanceUID) == ct_study)
