@@ -12,10 +12,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 from gateway import __version__
 from gateway.dicomweb.router import make_router as dicomweb_router
 from gateway.errors import (
+    Forbidden,
     GatewayError,
     IndexUnavailable,
     InvalidDicom,
@@ -36,6 +38,7 @@ PROBLEM_JSON = "application/problem+json"
 _ERROR_STATUS: tuple[tuple[type[GatewayError], int, str], ...] = (
     (InvalidQuery, 400, "Invalid query parameter"),
     (InvalidDicom, 400, "Invalid DICOM"),
+    (Forbidden, 403, "Forbidden"),
     (NotFound, 404, "Not found"),
     (NotAcceptable, 406, "Not acceptable"),
     (PayloadTooLarge, 413, "Payload too large"),
@@ -96,6 +99,19 @@ def create_app(services: Services) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["Warning", "Content-Type", "Content-Location"],
         )
+
+    # JSON (QIDO, metadata, FHIR) compresses ~10x; DICOM objects, frames and images are sent as they are.
+    app.add_middleware(
+        GZipMiddleware,
+        minimum_size=1024,
+        exclude_content_types=(
+            *DEFAULT_EXCLUDED_CONTENT_TYPES,
+            "multipart/*",
+            "application/dicom",
+            "application/octet-stream",
+            "image/*",
+        ),
+    )
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Any) -> Response:

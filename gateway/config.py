@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     fhir_push_retry_seconds: int = Field(default=86400, ge=0)
     # Origins of browser apps (e.g. an OHIF viewer on its own host) allowed to call the API.
     cors_origins: list[str] = Field(default_factory=list)
+    # DELETE on /dicomweb studies, series and instances; off unless an admin turns it on.
+    allow_delete: bool = False
 
     @field_validator("ae_title")
     @classmethod

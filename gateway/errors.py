@@ -58,3 +58,7 @@ class UnsupportedMediaType(GatewayError):
 
 class PayloadTooLarge(GatewayError):
     """The request body exceeds the configured limit (HTTP 413)."""
+
+
+class Forbidden(GatewayError):
+    """The operation is turned off by configuration or not allowed for this caller (HTTP 403)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import datetime
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -37,8 +38,8 @@ class RetrievalService:
         """The stored instances of a study, series or instance; raises NotFound."""
         return find_instances(self.sessions, study, series, sop)
 
-    def metadata(self, study: str, series: str | None = None, sop: str | None = None) -> list[str]:
-        """The stored DICOM JSON text of each instance; raises NotFound."""
+    def metadata(self, study: str, series: str | None = None, sop: str | None = None) -> tuple[list[str], datetime]:
+        """The stored DICOM JSON text of each instance and the newest index time; raises NotFound."""
         return find_metadata(self.sessions, study, series, sop)
 
     def check_servable(self, instances: list[StoredInstance], transfer_syntax: str) -> None:

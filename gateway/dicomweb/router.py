@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.dicomweb import qido, rendered, stow, wado, wado_uri
+from gateway.dicomweb import delete, qido, rendered, stow, wado, wado_uri
 from gateway.services import Services
 
 
@@ -16,4 +16,5 @@ def make_router(services: Services) -> APIRouter:
     router.include_router(rendered.make_router(services))
     router.include_router(stow.make_router(services))
     router.include_router(wado_uri.make_router(services))
+    router.include_router(delete.make_router(services))
     return router

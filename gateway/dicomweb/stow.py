@@ -13,13 +13,21 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydicom import dcmread
+from pydicom.uid import UID
 
 from gateway.dicom.uids import validate_uid
 from gateway.dicomweb.media import DICOM, DICOM_JSON, DicomJSONResponse, accepts
 from gateway.dicomweb.multipart import ReceivedPart, parse_content_type, read_multipart
 from gateway.dicomweb.wado import base_url
 from gateway.dimse.status import STORAGE_CANNOT_UNDERSTAND, store_status
-from gateway.errors import GatewayError, NotAcceptable, QueueUnavailable, StorageUnavailable, UnsupportedMediaType
+from gateway.errors import (
+    GatewayError,
+    NotAcceptable,
+    PayloadTooLarge,
+    QueueUnavailable,
+    StorageUnavailable,
+    UnsupportedMediaType,
+)
 from gateway.ingest import IngestResult, IngestService
 from gateway.services import Services
 
@@ -32,15 +40,18 @@ REFERENCED_SOP_SEQUENCE = "00081199"
 REFERENCED_SOP_CLASS_UID = "00081150"
 REFERENCED_SOP_INSTANCE_UID = "00081155"
 FAILURE_REASON = "00081197"
+TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122  # PS3.18 Table 10.5.3-2: referenced transfer syntax not supported
 
 
-def _identify(data: bytes) -> tuple[str, str]:
+def _identify(data: bytes) -> tuple[str, str, str]:
     # Best effort, only for the failure report: the part may not be DICOM at all.
     try:
         ds = dcmread(BytesIO(data), stop_before_pixels=True, force=True)
-        return str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))
+        meta = getattr(ds, "file_meta", None)
+        syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        return str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")), syntax
     except Exception:
-        return "", ""
+        return "", "", ""
 
 
 def _uid_value(uid: str) -> dict[str, Any]:
@@ -59,6 +70,10 @@ def make_router(services: Services) -> APIRouter:
         media_type, params = parse_content_type(request.headers.get("content-type", ""))
         if media_type == "multipart/related" and params.get("type", DICOM).lower() != DICOM:
             raise UnsupportedMediaType(f'parts of type {params["type"]!r} are not accepted; send type="{DICOM}"')
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > services.settings.stow_max_bytes:
+            # Refused before a byte of the body is read.
+            raise PayloadTooLarge(f"request body of {declared} bytes exceeds {services.settings.stow_max_bytes}")
         parts = await read_multipart(
             request.headers.get("content-type", ""), request.stream(), services.settings.stow_max_bytes
         )
@@ -114,7 +129,10 @@ def _store_part(
     try:
         return ingest.ingest_file(data, expected_study_uid=study)
     except GatewayError as exc:
-        sop_class, sop_instance = _identify(data)
+        sop_class, sop_instance, transfer_syntax = _identify(data)
+        if transfer_syntax and not UID(transfer_syntax).is_transfer_syntax:
+            # PS3.18 Table 10.5.3-2: the part's transfer syntax is not one we know.
+            return TRANSFER_SYNTAX_NOT_SUPPORTED, sop_class, sop_instance, f"unknown transfer syntax {transfer_syntax}"
         kind = "unavailable" if isinstance(exc, StorageUnavailable | QueueUnavailable) else "rejected"
         return store_status(exc), sop_class, sop_instance, f"{kind}: {exc}"
 

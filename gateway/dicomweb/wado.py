@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
+from datetime import UTC
+from email.utils import format_datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -83,14 +86,22 @@ def make_router(services: Services) -> APIRouter:
             request.headers.get("accept"), "application/json"
         ):
             raise NotAcceptable("metadata is available as application/dicom+json")
-        texts = retrieval.metadata(*uids(study, series, sop))
+        texts, indexed = retrieval.metadata(*uids(study, series, sop))
         # The stored JSON is served as is, joined without parsing; only the relative BulkDataURIs
         # become absolute for this request's base URL (PS3.18 F.2.6: a URI the client can follow).
         body = ("[" + ",".join(texts) + "]").encode()
         body = body.replace(
             b'"BulkDataURI":"/dicomweb/', f'"BulkDataURI":"{base_url(services, request)}/dicomweb/'.encode()
         )
-        return Response(body, media_type=DICOM_JSON)
+        # Viewers poll metadata; a strong validator from the body lets them revalidate with one 304.
+        etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+        headers = {
+            "ETag": etag,
+            "Last-Modified": format_datetime(indexed.replace(tzinfo=indexed.tzinfo or UTC), usegmt=True),
+        }
+        if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=DICOM_JSON, headers=headers)
 
     @router.get("/studies/{study}", summary="WADO-RS: retrieve a study")
     def retrieve_study(request: Request, study: str) -> StreamingResponse:

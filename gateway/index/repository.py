@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -169,6 +170,35 @@ class IndexRepository:
                 updated_at=func.now(),
             )
         )
+
+    def delete_instances(self, sop_instance_uids: Sequence[str]) -> None:
+        """Remove instances and recount; series, studies and patients left empty are removed too.
+
+        Raises IndexUnavailable when the database cannot be reached.
+        """
+        try:
+            with self.sessions.begin() as session:
+                touched: set[tuple[int, int]] = set()
+                for start in range(0, len(sop_instance_uids), 500):  # stay under SQL parameter limits
+                    chunk = list(sop_instance_uids[start : start + 500])
+                    rows = session.execute(
+                        select(Instance.pk, Instance.series_pk, Series.study_pk)
+                        .join(Series, Instance.series_pk == Series.pk)
+                        .where(Instance.sop_instance_uid.in_(chunk))
+                    ).all()
+                    touched.update((series_pk, study_pk) for _, series_pk, study_pk in rows)
+                    session.execute(delete(Instance).where(Instance.pk.in_([pk for pk, _, _ in rows])))
+                for series_pk, study_pk in sorted(touched):
+                    self._recount(session, series_pk, study_pk)
+                series_pks = [series_pk for series_pk, _ in touched]
+                study_pks = list({study_pk for _, study_pk in touched})
+                session.execute(delete(Series).where(Series.pk.in_(series_pks), Series.number_of_instances == 0))
+                patient_pks = list(session.scalars(select(Study.patient_pk).where(Study.pk.in_(study_pks))))
+                session.execute(delete(Study).where(Study.pk.in_(study_pks), Study.number_of_instances == 0))
+                has_studies = select(Study.pk).where(Study.patient_pk == Patient.pk).exists()
+                session.execute(delete(Patient).where(Patient.pk.in_(patient_pks), ~has_studies))
+        except OperationalError as exc:
+            raise IndexUnavailable(f"index database unavailable: {exc.orig or exc}") from exc
 
     def record_dead_letter(self, task_name: str, task_id: str, argument: str, error: str, retries: int) -> None:
         """Keep a task that failed for good, so admins see it and can replay it."""

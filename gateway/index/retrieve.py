@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVarTuple
 
 from sqlalchemy import Select, select
@@ -76,16 +77,17 @@ def find_instances(
 
 def find_metadata(
     sessions: sessionmaker[Session], study: str, series: str | None = None, sop: str | None = None
-) -> list[str]:
-    """Return the stored DICOM JSON text of each instance, in the same order as find_instances.
+) -> tuple[list[str], datetime]:
+    """Return the stored DICOM JSON text of each instance (same order as find_instances) and when the
+    newest of them was indexed (for Last-Modified).
 
     Raises NotFound when nothing matches.
     """
     with sessions() as session:
-        texts = list(session.scalars(_scoped(select(Instance.metadata_json), study, series, sop)).all())
-    if not texts:
+        rows = session.execute(_scoped(select(Instance.metadata_json, Instance.indexed_at), study, series, sop)).all()
+    if not rows:
         raise NotFound(_describe(study, series, sop))
-    return texts
+    return [text for text, _ in rows], max(indexed for _, indexed in rows)
 
 
 def _describe(study: str, series: str | None, sop: str | None) -> str:

@@ -164,3 +164,21 @@ def test_broker_outage_is_503_and_leaves_no_object(tmp_path: Path) -> None:
         assert response.status_code == 503
         assert failures(response)[0][1] == status.STORAGE_OUT_OF_RESOURCES_QUEUE
         assert list(services.store.iter_keys()) == []
+
+
+def test_an_unknown_transfer_syntax_fails_with_c122(client: TestClient) -> None:
+    ds = make_dataset()
+    data = to_part10_bytes(ds).replace(b"1.2.840.10008.1.2.1\x00", b"1.2.3.4.5.6.7.8.9.1\x00", 1)
+    response = post(client, body(data))
+    assert response.status_code == 409
+    assert failures(response) == [(ds.SOPInstanceUID, 0xC122)]
+
+
+def test_a_declared_oversized_body_is_refused_before_reading(client: TestClient, services: Services) -> None:
+    headers = {
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}',
+        "Content-Length": "3000000",
+    }
+    response = client.post("/dicomweb/studies", content=b"x" * 3_000_000, headers=headers)
+    assert response.status_code == 413
+    assert list(services.store.iter_keys()) == []
