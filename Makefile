@@ -33,8 +33,10 @@ pytest: $(TEST_STAMP)
 
 test: lint typecheck pytest
 
+# Options go in ARGS, e.g. `make bench ARGS="--instances 300 --only gateway,orthanc-tuned"`; the bench extra adds py-spy.
 bench: $(TEST_STAMP)
-	$(BIN)/python -m bench
+	@test -x $(BIN)/py-spy || $(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
