@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     index_url: str = ""
     storage_url: str = ""
     storage_prefix: str = ""
+    # fsync every object before answering success (the durable default); false trades that for speed.
+    storage_sync: bool = True
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
     broker_url: str = ""

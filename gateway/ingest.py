@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+import struct
 import threading
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
 
 import structlog
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID
 
 from gateway import __version__
 from gateway.dicom.header import read_header
@@ -42,23 +39,40 @@ class IngestResult:
     written: bool  # False when an identical object was already stored
 
 
+def _element(group_element: int, vr: bytes, value: bytes) -> bytes:
+    # PS3.5 7.1.2 explicit VR little endian; OB has a reserved field and a 4-byte length.
+    tag = struct.pack("<HH", group_element >> 16, group_element & 0xFFFF)
+    if vr == b"OB":
+        return tag + vr + b"\x00\x00" + struct.pack("<L", len(value)) + value
+    return tag + vr + struct.pack("<H", len(value)) + value
+
+
+def _padded(text: str, pad: bytes) -> bytes:
+    data = text.encode("ascii", "replace")
+    return data + pad if len(data) % 2 else data
+
+
 def part10_from_dataset(
     dataset: bytes, transfer_syntax_uid: str, sop_class_uid: str, sop_instance_uid: str, source_ae: str | None
 ) -> bytes:
-    """Return a Part 10 file: preamble, file meta for the received dataset, and the dataset bytes as received."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
-    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
-    meta.TransferSyntaxUID = UID(transfer_syntax_uid)
-    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    """Return a Part 10 file: preamble, file meta for the received dataset, and the dataset bytes as received.
+
+    The file meta (PS3.10 7.1) is assembled from bytes rather than with pydicom's writer: it is a
+    handful of fixed elements, and this runs once per received instance on the SCP's hot path.
+    """
+    elements = [
+        _element(0x00020001, b"OB", b"\x00\x01"),
+        _element(0x00020002, b"UI", _padded(sop_class_uid, b"\x00")),
+        _element(0x00020003, b"UI", _padded(sop_instance_uid, b"\x00")),
+        _element(0x00020010, b"UI", _padded(transfer_syntax_uid, b"\x00")),
+        _element(0x00020012, b"UI", _padded(IMPLEMENTATION_CLASS_UID, b"\x00")),
+        _element(0x00020013, b"SH", _padded(IMPLEMENTATION_VERSION_NAME, b" ")),
+    ]
     if source_ae:
-        meta.SourceApplicationEntityTitle = source_ae
-    buffer = DicomBytesIO()
-    buffer.is_little_endian = True
-    buffer.is_implicit_VR = False
-    write_file_meta_info(buffer, meta, enforce_standard=True)
-    return b"".join((_PREAMBLE, buffer.getvalue(), dataset))
+        elements.append(_element(0x00020016, b"AE", _padded(source_ae.strip()[:16], b" ")))
+    body = b"".join(elements)
+    group_length = _element(0x00020000, b"UL", struct.pack("<L", len(body)))
+    return b"".join((_PREAMBLE, group_length, body, dataset))
 
 
 class IngestService:

@@ -40,7 +40,7 @@ def build_services(settings: Settings, broker_url: str | None = None, run_migrat
         migrate(engine)
     access = settings.s3_access_key.get_secret_value() if settings.s3_access_key else None
     secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
-    store = store_from_url(settings.resolved_storage_url, access, secret)
+    store = store_from_url(settings.resolved_storage_url, access, secret, sync=settings.storage_sync)
     repository = IndexRepository(engine)
     queue = CeleryQueue(settings, broker_url or settings.broker_url)
     return Services(

@@ -10,11 +10,16 @@ from gateway.storage.base import ObjectStore
 from gateway.storage.filesystem import FilesystemStore
 
 
-def store_from_url(url: str, access_key: str | None = None, secret_key: str | None = None) -> ObjectStore:
-    """Return the backend the URL names; raise ConfigError for a URL that names none."""
+def store_from_url(
+    url: str, access_key: str | None = None, secret_key: str | None = None, sync: bool = True
+) -> ObjectStore:
+    """Return the backend the URL names; raise ConfigError for a URL that names none.
+
+    `sync` applies to the local folder (fsync before success); S3 acknowledges durable writes itself.
+    """
     parsed = urlparse(url)
     if parsed.scheme == "file":
-        return FilesystemStore(Path(unquote(parsed.path)))
+        return FilesystemStore(Path(unquote(parsed.path)), sync=sync)
     if parsed.scheme == "s3":
         from gateway.storage.s3 import S3Store
 

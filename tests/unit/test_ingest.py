@@ -9,10 +9,10 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian
 
 from gateway.errors import DatasetMismatch, InvalidDicom, InvalidUID, QueueUnavailable, StorageUnavailable
-from gateway.ingest import IngestService
+from gateway.ingest import IngestService, part10_from_dataset
 from tests.factories import make_dataset, new_uid, to_part10_bytes
 from tests.fakes import MemoryStore, RecordingQueue
-from tests.part10 import dataset_bytes
+from tests.part10 import dataset_bytes, meta_end
 
 
 @pytest.fixture
@@ -126,3 +126,20 @@ def test_storage_outage_is_reported_and_nothing_queued(
     with pytest.raises(StorageUnavailable):
         ingest.ingest_file(to_part10_bytes(make_dataset()))
     assert queue.keys == []
+
+
+@pytest.mark.parametrize("source_ae", ["MODALITY1", "CT01", None])
+def test_part10_file_meta_is_valid_for_odd_and_even_lengths(source_ae: str | None) -> None:
+    ds = make_dataset()
+    body = dataset_bytes(to_part10_bytes(ds))
+    for sop in (new_uid(), "1.2.3.45", "1.2.3.4"):  # odd and even lengths are padded with NUL
+        data = part10_from_dataset(body, "1.2.840.10008.1.2.1", str(ds.SOPClassUID), sop, source_ae)
+        parsed = dcmread(io.BytesIO(data))
+        meta = parsed.file_meta
+        assert meta.MediaStorageSOPInstanceUID == sop
+        assert meta.MediaStorageSOPClassUID == ds.SOPClassUID
+        assert meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert meta.get("SourceApplicationEntityTitle") == source_ae
+        assert meta.FileMetaInformationGroupLength == meta_end(data) - 144
+        assert data[meta_end(data) :] == body
+        assert parsed.PatientName == ds.PatientName
