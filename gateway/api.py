@@ -29,6 +29,8 @@ from gateway.errors import (
     StorageUnavailable,
     UnsupportedMediaType,
 )
+from gateway.fhir.router import make_admin_router as fhir_admin_router
+from gateway.fhir.router import make_router as fhir_router
 from gateway.index.queries import instance_counts
 from gateway.services import Services
 
@@ -123,6 +125,8 @@ def create_app(services: Services) -> FastAPI:
 
     _install_error_handlers(app)
     app.include_router(dicomweb_router(services))
+    app.include_router(fhir_router(services))
+    app.include_router(fhir_admin_router(services))
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process serves requests")
     def healthz() -> dict[str, str]:

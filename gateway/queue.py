@@ -13,6 +13,8 @@ from gateway.errors import QueueUnavailable
 
 # Task names are the contract between producers (here) and consumers (workers/tasks.py).
 INDEX_INSTANCE = "gateway.index_instance"
+STUDY_CHANGED = "gateway.study_changed"
+FHIR_PUSH = "gateway.fhir_push"
 INDEX_QUEUE = "index"
 
 
@@ -28,7 +30,8 @@ def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_default_queue": INDEX_QUEUE,
-        "task_routes": {INDEX_INSTANCE: {"queue": INDEX_QUEUE}},
+        # FHIR tasks share the index queue: every worker consumes it, and they are short and follow indexing.
+        "task_routes": {name: {"queue": INDEX_QUEUE} for name in (INDEX_INSTANCE, STUDY_CHANGED, FHIR_PUSH)},
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.broker_timeout,
         # An unacknowledged task (worker killed) is delivered again after this many seconds.
@@ -63,12 +66,24 @@ class CeleryQueue:
         self.app.conf.update(celery_config(settings, broker_url))
 
     def enqueue_index(self, key: str) -> None:
+        self._send(INDEX_INSTANCE, key)
+
+    def enqueue_study_changed(self, study_instance_uid: str, countdown: float) -> None:
+        """Queue a (re)build of the study's ImagingStudy in `countdown` seconds; raise QueueUnavailable."""
+        self._send(STUDY_CHANGED, study_instance_uid, countdown)
+
+    def enqueue_fhir_push(self, study_instance_uid: str, countdown: float = 0.0) -> None:
+        """Queue a push of the study's current ImagingStudy in `countdown` seconds; raise QueueUnavailable."""
+        self._send(FHIR_PUSH, study_instance_uid, countdown)
+
+    def _send(self, name: str, argument: str, countdown: float = 0.0) -> None:
         try:
             # Publishing is synchronous: when send_task returns, Redis holds the message.
             self.app.send_task(
-                INDEX_INSTANCE,
-                args=[key],
+                name,
+                args=[argument],
                 queue=INDEX_QUEUE,
+                countdown=countdown or None,
                 retry=True,
                 retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.3, "interval_max": 1.0},
             )

@@ -12,13 +12,14 @@ from fastapi.responses import Response
 from gateway.deletion import DeletionService
 from gateway.dicomweb.wado import uids
 from gateway.errors import Forbidden
+from gateway.fhir.service import FhirService
 from gateway.services import Services
 
 
 def make_router(services: Services) -> APIRouter:
     """Return the DELETE router bound to `services`."""
     router = APIRouter()
-    deletion = DeletionService(services.store, services.repository)
+    deletion = DeletionService(services.store, services.repository, FhirService.from_services(services).note_change)
 
     async def remove(study: str, series: str | None, sop: str | None) -> Response:
         if not services.settings.allow_delete:

@@ -8,6 +8,9 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+# Every table module is imported here, so whoever uses the index sees the whole Base.metadata.
+from gateway.index import fhir_models  # noqa: F401
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 

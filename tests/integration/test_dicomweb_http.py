@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from gateway.api import create_app
+from gateway.index.fhir_models import FhirStudyChange
 from gateway.index.models import Instance, Patient, Series, Study
 from gateway.services import Services
 from tests.factories import make_dataset, new_uid, to_part10_bytes
@@ -102,6 +103,9 @@ def test_delete_instance_series_and_study_remove_objects_and_rows(services: Serv
     assert counts(services) == (2, 2, 2, 2)
     assert client.delete(f"/dicomweb/studies/{study}").status_code == 204
     assert counts(services) == (1, 1, 1, 1)
+    with services.repository.sessions() as session:  # the ImagingStudy will be rebuilt (entered-in-error)
+        noted = session.scalars(select(FhirStudyChange.study_instance_uid)).all()
+    assert study in noted
     assert client.get(f"/dicomweb/studies/{study}/metadata").status_code == 404
     assert client.delete(f"/dicomweb/studies/{study}").status_code == 404
     remaining = list(services.store.iter_keys())

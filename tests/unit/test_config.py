@@ -71,3 +71,14 @@ def test_unknown_toml_key_and_missing_file_are_reported(tmp_path: Path) -> None:
         load_settings(config)
     with pytest.raises(ConfigError, match="--config"):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_the_example_configuration_loads_and_names_every_setting() -> None:
+    import re
+
+    from gateway.config import Settings
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "configuration.example.toml"
+    load_settings(config_file=example)
+    named = set(re.findall(r"^#?\s*([a-z_0-9]+) = ", example.read_text(), flags=re.MULTILINE))
+    assert set(Settings.model_fields) - named == set()
