@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -51,6 +51,61 @@ _SERIES_FIELDS = (
 )
 
 
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+class _Ensure:
+    """Prebuilt statements to insert-or-lock-and-update one row of `model` by its natural key.
+
+    Built once and executed with parameters: constructing SQLAlchemy statements per instance
+    (values(), coercions) cost more than running them, about 60% of the indexing time.
+    """
+
+    def __init__(self, model: type[Any], key: tuple[str, ...], postgres: bool) -> None:
+        table = _table(model)
+        self.key = key
+        self.insert = (pg_insert if postgres else sqlite_insert)(table).on_conflict_do_nothing(index_elements=list(key))
+        query = select(table.c.pk).where(and_(*(table.c[name] == bindparam(f"key_{name}") for name in key)))
+        self.select = query.with_for_update() if postgres else query
+        self.update = update(table).where(table.c.pk == bindparam("row_pk"))
+
+    def __call__(self, connection: Connection, values: dict[str, Any]) -> int:
+        """Insert the row unless it exists (race-free), lock it, update its attributes; return its pk."""
+        connection.execute(self.insert, values)
+        pk: int = connection.execute(self.select, {f"key_{name}": values[name] for name in self.key}).scalar_one()
+        connection.execute(self.update, {**{k: v for k, v in values.items() if k not in self.key}, "row_pk": pk})
+        return pk
+
+
+_SERIES_COUNT = (
+    update(_table(Series))
+    .where(_table(Series).c.pk == bindparam("count_series_pk"))
+    .values(
+        number_of_instances=select(func.count(Instance.pk))
+        .where(Instance.series_pk == bindparam("count_series_pk"))
+        .scalar_subquery()
+    )
+)
+_STUDY_SERIES = (
+    select(Series.modality, func.count(Instance.pk))
+    .join(Instance, Instance.series_pk == Series.pk)
+    .where(Series.study_pk == bindparam("count_study_pk"))
+    .group_by(Series.pk, Series.modality)
+)
+_STUDY_COUNT = (
+    update(_table(Study)).where(_table(Study).c.pk == bindparam("count_study_pk")).values(updated_at=func.now())
+)
+_PREVIOUS_SERIES = select(Instance.series_pk).where(Instance.sop_instance_uid == bindparam("sop"))
+_INSERT_INSTANCE = insert(_table(Instance)).values(indexed_at=func.now())
+_UPDATE_INSTANCE = (
+    update(_table(Instance))
+    .where(_table(Instance).c.sop_instance_uid == bindparam("sop"))
+    .values(indexed_at=func.now())
+)
+
+
 class IndexRepository:
     """The index's write side (and the few reads the write side needs)."""
 
@@ -58,21 +113,9 @@ class IndexRepository:
         self.engine = engine
         self.sessions: sessionmaker[Session] = make_session_factory(engine)
         self._postgres = engine.dialect.name == "postgresql"
-
-    def _insert(self, model: type[Any]) -> Any:
-        return pg_insert(model) if self._postgres else sqlite_insert(model)
-
-    def _ensure(self, session: Session, model: type[Any], key: dict[str, Any], values: dict[str, Any]) -> int:
-        """Insert the row unless it exists (race-free), update its attributes, lock it, return its pk."""
-        stmt = self._insert(model).values(**key, **values).on_conflict_do_nothing(index_elements=list(key))
-        session.execute(stmt)
-        query = select(model.pk).filter_by(**key)
-        if self._postgres:
-            query = query.with_for_update()
-        pk: int = session.execute(query).scalar_one()
-        if values:
-            session.execute(update(model).where(model.pk == pk).values(**values))
-        return pk
+        self._patient = _Ensure(Patient, ("patient_id", "issuer_of_patient_id"), self._postgres)
+        self._study = _Ensure(Study, ("study_instance_uid",), self._postgres)
+        self._series = _Ensure(Series, ("series_instance_uid",), self._postgres)
 
     def upsert_instance(self, record: InstanceRecord) -> bool:
         """Insert or update one instance and recount its series and study; return True if it was new.
@@ -82,33 +125,36 @@ class IndexRepository:
         attrs = asdict(record.attributes)
         try:
             with self.sessions.begin() as session:
+                connection = session.connection()
                 # The first statement writes, so SQLite takes its write lock at once (no read-to-write upgrade).
-                patient_pk = self._ensure(
-                    session,
-                    Patient,
-                    {"patient_id": attrs["patient_id"], "issuer_of_patient_id": attrs["issuer_of_patient_id"]},
+                patient_pk = self._patient(
+                    connection,
                     {
+                        "patient_id": attrs["patient_id"],
+                        "issuer_of_patient_id": attrs["issuer_of_patient_id"],
                         **{f: attrs[f] for f in _PATIENT_FIELDS},
                         "patient_name_upper": normalize_person_name(attrs["patient_name"]),
                     },
                 )
                 # Locking the study row serializes concurrent writers of one study, so recounts see each other.
-                study_pk = self._ensure(
-                    session,
-                    Study,
-                    {"study_instance_uid": attrs["study_instance_uid"]},
+                study_pk = self._study(
+                    connection,
                     {
+                        "study_instance_uid": attrs["study_instance_uid"],
                         "patient_pk": patient_pk,
                         "study_json": record.study_json,
                         **{f: attrs[f] for f in _STUDY_FIELDS},
                         "referring_physician_name_upper": normalize_person_name(attrs["referring_physician_name"]),
                     },
                 )
-                series_pk = self._ensure(
-                    session,
-                    Series,
-                    {"series_instance_uid": attrs["series_instance_uid"]},
-                    {"study_pk": study_pk, "series_json": record.series_json, **{f: attrs[f] for f in _SERIES_FIELDS}},
+                series_pk = self._series(
+                    connection,
+                    {
+                        "series_instance_uid": attrs["series_instance_uid"],
+                        "study_pk": study_pk,
+                        "series_json": record.series_json,
+                        **{f: attrs[f] for f in _SERIES_FIELDS},
+                    },
                 )
                 values = {
                     "series_pk": series_pk,
@@ -123,52 +169,34 @@ class IndexRepository:
                     "size": record.size,
                     "metadata_json": record.metadata_json,
                     "frame_offsets": record.frame_offsets,
-                    "indexed_at": func.now(),
                 }
-                previous = session.execute(
-                    select(Instance.series_pk).where(Instance.sop_instance_uid == attrs["sop_instance_uid"])
-                ).scalar_one_or_none()
+                sop = attrs["sop_instance_uid"]
+                previous = connection.execute(_PREVIOUS_SERIES, {"sop": sop}).scalar_one_or_none()
                 if previous is None:
-                    session.execute(insert(Instance).values(sop_instance_uid=attrs["sop_instance_uid"], **values))
+                    connection.execute(_INSERT_INSTANCE, {"sop_instance_uid": sop, **values})
                 else:
-                    session.execute(
-                        update(Instance).where(Instance.sop_instance_uid == attrs["sop_instance_uid"]).values(**values)
-                    )
-                self._recount(session, series_pk, study_pk)
+                    connection.execute(_UPDATE_INSTANCE, {"sop": sop, **values})
+                self._recount(connection, series_pk, study_pk)
                 if previous is not None and previous != series_pk:
-                    old_study = session.execute(select(Series.study_pk).where(Series.pk == previous)).scalar_one()
-                    self._recount(session, previous, old_study)
+                    old_study = connection.execute(select(Series.study_pk).where(Series.pk == previous)).scalar_one()
+                    self._recount(connection, previous, old_study)
                 return previous is None
         except OperationalError as exc:
             raise IndexUnavailable(f"index database unavailable: {exc.orig or exc}") from exc
 
     @staticmethod
-    def _recount(session: Session, series_pk: int, study_pk: int) -> None:
-        session.execute(
-            update(Series)
-            .where(Series.pk == series_pk)
-            .values(
-                number_of_instances=select(func.count(Instance.pk))
-                .where(Instance.series_pk == series_pk)
-                .scalar_subquery()
-            )
-        )
-        rows = session.execute(
-            select(Series.modality, func.count(Instance.pk))
-            .join(Instance, Instance.series_pk == Series.pk)
-            .where(Series.study_pk == study_pk)
-            .group_by(Series.pk, Series.modality)
-        ).all()
+    def _recount(connection: Connection | Session, series_pk: int, study_pk: int) -> None:
+        connection.execute(_SERIES_COUNT, {"count_series_pk": series_pk})
+        rows = connection.execute(_STUDY_SERIES, {"count_study_pk": study_pk}).all()
         modalities = sorted({m for m, _ in rows if m})
-        session.execute(
-            update(Study)
-            .where(Study.pk == study_pk)
-            .values(
-                number_of_series=len(rows),
-                number_of_instances=sum(count for _, count in rows),
-                modalities_in_study="\\".join(modalities),
-                updated_at=func.now(),
-            )
+        connection.execute(
+            _STUDY_COUNT,
+            {
+                "count_study_pk": study_pk,
+                "number_of_series": len(rows),
+                "number_of_instances": sum(count for _, count in rows),
+                "modalities_in_study": "\\".join(modalities),
+            },
         )
 
     def delete_instances(self, sop_instance_uids: Sequence[str]) -> None:
