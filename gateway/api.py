@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 from gateway import __version__
+from gateway.admin.router import make_router as admin_router
 from gateway.dicomweb.router import make_router as dicomweb_router
 from gateway.errors import (
     Forbidden,
@@ -127,6 +128,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(dicomweb_router(services))
     app.include_router(fhir_router(services))
     app.include_router(fhir_admin_router(services))
+    app.include_router(admin_router(services))
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process serves requests")
     def healthz() -> dict[str, str]:

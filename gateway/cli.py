@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
+import structlog
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from gateway.config import Settings, load_settings
+from gateway.config import ALL_OPERATIONS, Operation, Settings, load_settings
 from gateway.errors import ConfigError, GatewayError
 from gateway.logging import configure_logging
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from gateway.admin.ae_titles import AERegistry
+
+log = structlog.get_logger(__name__)
 app = typer.Typer(help="DICOM imaging gateway", no_args_is_help=True, add_completion=False)
+ae_app = typer.Typer(help="Manage the remote AE registry (who may store, query and retrieve)", no_args_is_help=True)
+app.add_typer(ae_app, name="ae")
 console = Console(stderr=True, soft_wrap=True)
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML settings file (GATEWAY_CONFIG)")]
 
@@ -51,6 +61,21 @@ def _broker_url(settings: Settings) -> str:
     raise typer.Exit(2)
 
 
+def _apply_declared_aes(settings: Settings, engine: Engine) -> None:
+    """Bring the AE registry in line with the settings' `remote_aes` list (idempotent; every process may do it)."""
+    from gateway.admin.ae_titles import AERegistry
+    from gateway.index.db import make_session_factory
+
+    applied = AERegistry(make_session_factory(engine)).apply_settings(settings.remote_aes)
+    if applied.created or applied.updated or applied.removed:
+        log.info(
+            "ae.settings_applied",
+            created=",".join(applied.created),
+            updated=",".join(applied.updated),
+            removed=",".join(applied.removed),
+        )
+
+
 def _wait_for_signal() -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -68,6 +93,7 @@ def serve(config: ConfigOption = None) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_index_url)
     migrate(engine)
+    _apply_declared_aes(settings, engine)
     engine.dispose()
     console.print(
         f"dicom-gateway: AE {settings.ae_title} on port {settings.dicom_port}, "
@@ -84,18 +110,30 @@ def serve(config: ConfigOption = None) -> None:
 
 @app.command()
 def scp(config: ConfigOption = None) -> None:
-    """Run the DICOM SCP alone (C-ECHO, C-STORE)."""
+    """Run the DICOM SCP alone (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET; and DICOM TLS when tls_port is set)."""
     from gateway.dimse.server import start_scp
     from gateway.services import build_services
 
     settings = _settings(config)
     services = build_services(settings, broker_url=_broker_url(settings))
-    server = start_scp(services, reuse_port=settings.scp_processes > 1)
-    console.print(f"SCP {settings.ae_title} listening on {settings.dicom_host}:{settings.dicom_port}", highlight=False)
+    _apply_declared_aes(settings, services.engine)
+    reuse_port = settings.scp_processes > 1
+    try:
+        servers = [start_scp(services, reuse_port=reuse_port)]
+        if settings.tls_port:
+            servers.append(start_scp(services, reuse_port=reuse_port, tls=True))
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    listening = f"{settings.dicom_host}:{settings.dicom_port}"
+    if settings.tls_port:
+        listening += f" and {settings.dicom_host}:{settings.tls_port} (TLS)"
+    console.print(f"SCP {settings.ae_title} listening on {listening}", highlight=False)
     try:
         _wait_for_signal()
     finally:
-        server.shutdown()
+        for server in servers:
+            server.shutdown()
         services.close()
 
 
@@ -109,6 +147,7 @@ def api(config: ConfigOption = None) -> None:
 
     settings = _settings(config)
     services = build_services(settings, broker_url=_broker_url(settings))
+    _apply_declared_aes(settings, services.engine)
     uvicorn.run(
         create_app(services), host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
     )
@@ -133,6 +172,7 @@ def migrate(config: ConfigOption = None) -> None:
     settings = _settings(config)
     engine = make_engine(settings.resolved_index_url)
     run_migrations(engine)
+    _apply_declared_aes(settings, engine)
     engine.dispose()
     console.print("index schema is up to date", highlight=False)
 
@@ -187,6 +227,152 @@ def import_files(
     )
     if outcome["rejected"]:
         raise typer.Exit(1)
+
+
+def _registry(settings: Settings) -> AERegistry:
+    from gateway.admin.ae_titles import AERegistry
+    from gateway.index.db import make_engine, make_session_factory
+    from gateway.index.db import migrate as run_migrations
+
+    engine = make_engine(settings.resolved_index_url)
+    run_migrations(engine)  # idempotent; the registry may be the first thing set up
+    return AERegistry(make_session_factory(engine))
+
+
+def _operations(value: str | None) -> frozenset[Operation] | None:
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ALL_OPERATIONS]
+    if unknown:
+        console.print(f"unknown operation(s) {', '.join(unknown)}; use {','.join(ALL_OPERATIONS)}", highlight=False)
+        raise typer.Exit(2)
+    return frozenset(cast(Operation, name) for name in names)
+
+
+def _run_registry(action: Callable[[], None]) -> None:
+    """Run a registry action; GatewayErrors become one line on stderr and exit status 1 (2 for bad input)."""
+    from gateway.admin.ae_titles import InvalidAE
+
+    try:
+        action()
+    except InvalidAE as exc:
+        console.print(f"[red]invalid {exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    except GatewayError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+
+
+OperationsOption = Annotated[
+    str | None,
+    typer.Option("--operations", help=f"comma-separated, of {','.join(ALL_OPERATIONS)} (add: all of them)"),
+]
+
+
+@ae_app.command("list")
+def ae_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False, config: ConfigOption = None
+) -> None:
+    """List the registered AEs."""
+    registry = _registry(_settings(config))
+    entries: list[Any] = []
+    _run_registry(lambda: entries.extend(registry.list()))
+    if as_json:
+        typer.echo(json.dumps([entry.as_dict() for entry in entries], indent=2))
+        return
+    for entry in entries:
+        row = entry.as_dict()
+        flags = ("tls " if entry.tls else "") + ("enabled" if entry.enabled else "disabled")
+        typer.echo(
+            f"{entry.ae_title:<16}  {entry.host}:{entry.port}  {','.join(row['operations']) or '-'}  {flags}  "
+            f"[{entry.source}]  {entry.description}".rstrip()
+        )
+
+
+@ae_app.command("add")
+def ae_add(
+    ae_title: Annotated[str, typer.Argument(help="the remote AE title (1-16 characters)")],
+    host: Annotated[str, typer.Argument(help="host name or IP address")],
+    port: Annotated[int, typer.Argument(help="TCP port (1-65535)")],
+    description: Annotated[str, typer.Option(help="free text")] = "",
+    operations: OperationsOption = None,
+    tls: Annotated[bool, typer.Option("--tls/--no-tls", help="connect to it with DICOM TLS")] = False,
+    enabled: Annotated[bool, typer.Option("--enabled/--disabled")] = True,
+    config: ConfigOption = None,
+) -> None:
+    """Register a remote AE."""
+    from gateway.admin.ae_titles import RemoteAETitle
+
+    registry = _registry(_settings(config))
+    chosen = _operations(operations)
+    entry = RemoteAETitle(
+        ae_title, host, port, description, frozenset(ALL_OPERATIONS) if chosen is None else chosen, tls, enabled
+    )
+    _run_registry(lambda: typer.echo(f"added {registry.add(entry).ae_title}"))
+
+
+@ae_app.command("update")
+def ae_update(
+    ae_title: Annotated[str, typer.Argument(help="the registered AE title")],
+    host: Annotated[str | None, typer.Option(help="new host")] = None,
+    port: Annotated[int | None, typer.Option(help="new port")] = None,
+    description: Annotated[str | None, typer.Option(help="new description")] = None,
+    operations: OperationsOption = None,
+    tls: Annotated[bool | None, typer.Option("--tls/--no-tls")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enabled/--disabled")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Change a registered AE; only the options given change."""
+    registry = _registry(_settings(config))
+    given = {"host": host, "port": port, "description": description, "tls": tls, "enabled": enabled}
+    changes: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+    if (parsed := _operations(operations)) is not None:
+        changes["operations"] = parsed
+    _run_registry(lambda: typer.echo(f"updated {registry.update(ae_title, **changes).ae_title}"))
+
+
+@ae_app.command("remove")
+def ae_remove(
+    ae_title: Annotated[str, typer.Argument(help="the registered AE title")], config: ConfigOption = None
+) -> None:
+    """Remove a registered AE."""
+    registry = _registry(_settings(config))
+
+    def remove() -> None:
+        registry.remove(ae_title)
+        typer.echo(f"removed {ae_title.strip()}")
+
+    _run_registry(remove)
+
+
+@ae_app.command("echo")
+def ae_echo(
+    ae_title: Annotated[str, typer.Argument(help="the registered AE title")],
+    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 10.0,
+    config: ConfigOption = None,
+) -> None:
+    """C-ECHO a registered AE (over TLS when it is marked so); print the status and round-trip time."""
+    from gateway.dimse.scu import echo
+    from gateway.dimse.tls import client_context
+
+    settings = _settings(config)
+    registry = _registry(settings)
+    entries: list[Any] = []
+    _run_registry(lambda: entries.append(registry.get(ae_title)))
+    entry = entries[0]
+    try:
+        result = echo(settings.ae_title, entry, timeout, lambda: client_context(settings))
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    where = f"{entry.ae_title} at {entry.host}:{entry.port}{' (TLS)' if entry.tls else ''}"
+    if result.ok:
+        typer.echo(f"C-ECHO {where}: Success (0x0000) in {result.seconds * 1000:.1f} ms")
+        return
+    status = f"status 0x{result.status:04X}" if result.status is not None else result.detail
+    typer.echo(f"C-ECHO {where}: failed, {status} after {result.seconds * 1000:.1f} ms")
+    raise typer.Exit(1)
 
 
 def main() -> None:

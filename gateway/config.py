@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,6 +33,31 @@ def validate_ae_title(value: str) -> str:
     if _AE_RE.match(title) is None:
         raise ValueError("AE title must be 1-16 printable characters without backslash")
     return title
+
+
+# What a registered remote AE may do (docs: README "AE titles"): send us instances (C-STORE), query (C-FIND),
+# retrieve (C-MOVE / C-GET as the requester), and receive the sub-operations of a C-MOVE (as its destination).
+Operation = Literal["store", "find", "move", "get", "destination"]
+ALL_OPERATIONS: tuple[Operation, ...] = ("store", "find", "move", "get", "destination")
+
+
+class RemoteAESetting(BaseModel):
+    """A remote AE declared in the settings (TOML `[[remote_aes]]`), applied to the AE registry at start-up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ae_title: str
+    host: str = Field(min_length=1, max_length=255)
+    port: int = Field(ge=1, le=65535)
+    description: str = ""
+    operations: list[Operation] = Field(default_factory=lambda: list(ALL_OPERATIONS))
+    tls: bool = False
+    enabled: bool = True
+
+    @field_validator("ae_title")
+    @classmethod
+    def _check_ae_title(cls, value: str) -> str:
+        return validate_ae_title(value)
 
 
 class Settings(BaseSettings):
@@ -69,6 +94,14 @@ class Settings(BaseSettings):
     broker_timeout: float = Field(default=5.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
+    association_policy: Literal["open", "registered"] = "open"
+    association_check_host: bool = False
+    remote_aes: list[RemoteAESetting] = Field(default_factory=list)
+    tls_port: int = Field(default=0, ge=0, le=65535)
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+    tls_ca_certificates: Path | None = None
+    tls_verify_client: bool = False
     fhir_version: Literal["R4", "R5"] = "R4"
     fhir_debounce_seconds: float = Field(default=10.0, ge=0, le=3600)
     fhir_timezone: str = ""
@@ -110,6 +143,36 @@ class Settings(BaseSettings):
     def _check_broker_url(cls, value: str) -> str:
         if value and not value.startswith(("redis://", "rediss://", "redis+socket://", "sentinel://")):
             raise ValueError("must be a redis://, rediss://, redis+socket:// or sentinel:// URL")
+        return value
+
+    @field_validator("remote_aes")
+    @classmethod
+    def _check_remote_aes(cls, value: list[RemoteAESetting]) -> list[RemoteAESetting]:
+        titles = [entry.ae_title for entry in value]
+        duplicates = sorted({title for title in titles if titles.count(title) > 1})
+        if duplicates:
+            raise ValueError(f"AE title declared more than once: {', '.join(duplicates)}")
+        return value
+
+    @field_validator("tls_port")
+    @classmethod
+    def _check_tls_port(cls, value: int, info: ValidationInfo) -> int:
+        if value and value == info.data.get("dicom_port"):
+            raise ValueError("must differ from dicom_port (DICOM TLS listens on a port of its own)")
+        return value
+
+    @field_validator("tls_private_key")
+    @classmethod
+    def _check_tls_files(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if info.data.get("tls_port") and (value is None or info.data.get("tls_certificate") is None):
+            raise ValueError("tls_port is set: give both tls_certificate and tls_private_key")
+        return value
+
+    @field_validator("tls_verify_client")
+    @classmethod
+    def _check_tls_verify(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("tls_ca_certificates") is None:
+            raise ValueError("verifying client certificates needs tls_ca_certificates")
         return value
 
     @field_validator("fhir_timezone")

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import socket
 import threading
+from functools import partial
 from typing import Any
 
 from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
-from gateway.dimse.ae import make_ae
-from gateway.dimse.handlers import handle_connection_open, handle_echo, handle_requested, handle_store
+from gateway.admin.ae_titles import AERegistry
+from gateway.admin.associations import AssociationLog
+from gateway.dimse.ae import AssociationPolicy, make_ae
+from gateway.dimse.handlers import AssociationTracker, handle_connection_open, handle_echo, handle_store
+from gateway.dimse.qr import QueryRetrieve, handle_find, handle_get, handle_move, handle_sop_extended
+from gateway.dimse.tls import client_context, server_context
 from gateway.services import Services
 
 
@@ -27,20 +32,50 @@ class ReusePortAssociationServer(ThreadedAssociationServer):
 
 
 def start_scp(
-    services: Services, host: str | None = None, port: int | None = None, reuse_port: bool = False
+    services: Services,
+    host: str | None = None,
+    port: int | None = None,
+    reuse_port: bool = False,
+    tls: bool = False,
 ) -> ThreadedAssociationServer:
-    """Start the SCP in background threads and return its server (call `.shutdown()` to stop)."""
+    """Start the SCP in background threads and return its server (call `.shutdown()` to stop).
+
+    With `tls`, it is the DICOM TLS SCP (PS3.15 B.1) on `settings.tls_port` unless `port` is given.
+    Raises ConfigError when the TLS certificate, key or CA cannot be loaded.
+    """
     settings = services.settings
     ae = make_ae(settings)
+    registry = AERegistry(services.repository.sessions)
+    tracker = AssociationTracker(AssociationPolicy(settings, registry), AssociationLog(services.engine), tls=tls)
+    qr = QueryRetrieve(
+        sessions=services.repository.sessions,
+        store=services.store,
+        registry=registry,
+        ae_title=settings.ae_title,
+        client_tls=partial(client_context, settings),  # built when a TLS destination is first used
+    )
     handlers: list[Any] = [
         (evt.EVT_CONN_OPEN, handle_connection_open),
-        (evt.EVT_REQUESTED, handle_requested, [settings.all_ae_titles]),
-        (evt.EVT_C_ECHO, handle_echo),
-        (evt.EVT_C_STORE, handle_store, [services.ingest]),
+        (evt.EVT_REQUESTED, tracker.on_requested),
+        (evt.EVT_RELEASED, tracker.on_released),
+        (evt.EVT_ABORTED, tracker.on_aborted),
+        (evt.EVT_CONN_CLOSE, tracker.on_closed),
+        (evt.EVT_SOP_EXTENDED, handle_sop_extended),
+        (evt.EVT_C_ECHO, handle_echo, [tracker]),
+        (evt.EVT_C_STORE, handle_store, [services.ingest, tracker]),
+        (evt.EVT_C_FIND, handle_find, [qr, tracker]),
+        (evt.EVT_C_MOVE, handle_move, [qr, tracker]),
+        (evt.EVT_C_GET, handle_get, [qr, tracker]),
     ]
-    address = (host if host is not None else settings.dicom_host, port if port is not None else settings.dicom_port)
+    default_port = settings.tls_port if tls else settings.dicom_port
+    address = (host if host is not None else settings.dicom_host, port if port is not None else default_port)
     server_class = ReusePortAssociationServer if reuse_port else ThreadedAssociationServer
-    server: ThreadedAssociationServer = ae.make_server(address, evt_handlers=handlers, server_class=server_class)
+    server: ThreadedAssociationServer = ae.make_server(
+        address,
+        evt_handlers=handlers,
+        server_class=server_class,
+        ssl_context=server_context(settings) if tls else None,
+    )
     # make_server() does not register the server with its AE, but server.shutdown() unregisters it;
     # registering here keeps shutdown clean (and lets ae.shutdown() stop it too).
     ae._servers.append(server)

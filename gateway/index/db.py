@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 # Every table module is imported here, so whoever uses the index sees the whole Base.metadata.
-from gateway.index import fhir_models  # noqa: F401
+from gateway.index import ae_models, fhir_models  # noqa: F401
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

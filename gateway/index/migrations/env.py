@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from gateway.index import fhir_models  # noqa: F401  (registers the FHIR tables on Base.metadata)
+from gateway.index import ae_models, fhir_models  # noqa: F401  (register the AE registry and FHIR tables on Base.metadata)
 from gateway.index.models import Base
 
 connection: Connection | None = context.config.attributes.get("connection")

@@ -1,4 +1,4 @@
-"""GatewayError -> C-STORE status mapping (PS3.4 B.2.3)."""
+"""GatewayError -> DIMSE status mappings: C-STORE (PS3.4 B.2.3), C-FIND / C-MOVE / C-GET (PS3.4 C.4)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from gateway.errors import (
     DatasetMismatch,
     IndexUnavailable,
     InvalidDicom,
+    InvalidQuery,
     InvalidUID,
     NotFound,
     QueueUnavailable,
@@ -31,3 +32,17 @@ from gateway.errors import (
 )
 def test_each_error_maps_to_its_status(error: Exception, expected: int) -> None:
     assert status.store_status(error) == expected
+
+
+@pytest.mark.parametrize(
+    ("error", "find", "retrieve"),
+    [
+        (IndexUnavailable("x"), 0xA700, 0xA701),
+        (InvalidQuery("StudyDate", "x"), 0xA900, 0xA900),
+        (InvalidDicom("x"), 0xC000, 0xC000),
+        (NotFound("x"), 0xC000, 0xC000),
+        (RuntimeError("x"), 0xC000, 0xC000),
+    ],
+)
+def test_query_retrieve_errors_map_to_ps34_statuses(error: Exception, find: int, retrieve: int) -> None:
+    assert (status.find_status(error), status.retrieve_status(error)) == (find, retrieve)

@@ -1,0 +1,1 @@
+"""Administration: the remote AE registry, the association log, and their HTTP routes under /api."""
