@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,29 +77,32 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 
 def test_serve_ingests_storescu_and_lists_studies_then_stops_cleanly(tmp_path: Path, data_dir: Path) -> None:
     corpus = generate_corpus(tmp_path / "corpus")
-    uncompressed = [
-        p
-        for p in corpus
-        if dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID
-        in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
-    ]
-    assert len(uncompressed) >= 5
-    studies = {dcmread(p, stop_before_pixels=True).StudyInstanceUID for p in uncompressed}
+    studies = {dcmread(p, stop_before_pixels=True).StudyInstanceUID for p in corpus}
+    counts = Counter(str(dcmread(p, stop_before_pixels=True).StudyInstanceUID) for p in corpus)
+    # The README's command: storescu with the association profile that proposes every file's own
+    # transfer syntax (RLE and JPEG included), over the whole folder.
+    profile = Path(__file__).resolve().parents[2] / "testdata" / "storescu.cfg"
 
     served = Served(data_dir, tmp_path / "serve.log")
     try:
         wait_for(served.ready, timeout=60, what="serve to become ready")
         result = subprocess.run(
-            ["storescu", "-v", "-nh", "-aec", "DICOMGW", "127.0.0.1", str(served.dicom_port), *map(str, uncompressed)],
+            [
+                *("storescu", "-v", "-nh", "-xf", str(profile), "Default", "-aec", "DICOMGW", "+sd", "+r"),
+                *("127.0.0.1", str(served.dicom_port), str(tmp_path / "corpus")),
+            ],
             capture_output=True,
             text=True,
             env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
         )
         assert result.returncode == 0, result.stderr
-        assert result.stderr.count("Received Store Response (Success)") == len(uncompressed), result.stderr
-        wait_for(lambda: len(served.studies()) == len(studies), timeout=30, what="every study in QIDO-RS")
-        listed = {s["0020000D"]["Value"][0] for s in served.studies()}  # type: ignore[index]
-        assert listed == studies
+        assert result.stderr.count("Received Store Response (Success)") == len(corpus), result.stderr
+
+        def all_listed() -> bool:
+            listed = {s["0020000D"]["Value"][0]: s["00201208"]["Value"][0] for s in served.studies()}  # type: ignore[index]
+            return listed == counts
+
+        wait_for(all_listed, timeout=30, what="every study in QIDO-RS with all its instances")
     finally:
         descendants = served.stop()
     assert served.process.returncode == 0
