@@ -8,35 +8,20 @@ import structlog
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from kombu.exceptions import KombuError, OperationalError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
 from gateway.admin.ae_titles import AEAlreadyRegistered, AERegistry, RemoteAETitle
 from gateway.admin.associations import AssociationLog
-from gateway.config import ALL_OPERATIONS, Operation, validate_ae_title
+from gateway.config import Operation, RemoteAESetting
 from gateway.queue import INDEX_QUEUE, CeleryQueue
 from gateway.services import Services
 
 log = structlog.get_logger(__name__)
 
 
-class AECreate(BaseModel):
-    """A new registry entry (POST /api/aes)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ae_title: str = Field(description="1-16 characters of the PS3.5 AE repertoire, no backslash; trimmed")
-    host: str = Field(min_length=1, max_length=255)
-    port: int = Field(ge=1, le=65535)
-    description: str = ""
-    operations: list[Operation] = Field(default_factory=lambda: list(ALL_OPERATIONS))
-    tls: bool = False
-    enabled: bool = True
-
-    @field_validator("ae_title")
-    @classmethod
-    def _check_ae_title(cls, value: str) -> str:
-        return validate_ae_title(value)
+class AECreate(RemoteAESetting):
+    """A new registry entry (POST /api/aes): the same fields and checks as a `[[remote_aes]]` setting."""
 
 
 class AEUpdate(BaseModel):
