@@ -47,8 +47,9 @@ def make_router(services: Services) -> APIRouter:
 
         def parts() -> Iterator[Part]:
             for item in items:
+                data = retrieval.store.read(item.object_key)  # once per instance, not per frame
                 for number in numbers or [1]:
-                    image = render_frame(retrieval.store.read(item.object_key), number, opts)
+                    image = render_frame(data, number, opts)
                     yield Part({"Content-Type": opts.media_type}, [image])
 
         return StreamingResponse(write_multipart(parts(), boundary), media_type=content_type(opts.media_type, boundary))
