@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import structlog
 from pydicom.dataset import Dataset
 from pynetdicom import build_context
+from pynetdicom.presentation import PresentationContext
 
 from gateway.admin.ae_titles import RemoteAETitle
 from gateway.admin.associations import AssociationLog, AssociationSummary
@@ -123,20 +125,35 @@ class AssociationTracker:
             reason=reason,
         )
 
-    def _reject(self, event: Any, session: PeerSession, rejection: Rejection) -> None:
-        log.warning(
-            "dimse.association.rejected",
-            reason=rejection.reason,
-            calling_ae=session.calling_ae,
-            called_ae=session.called_ae,
-            peer=f"{session.address}:{session.port}",
+    def admit(self, session: PeerSession, peer: dict[str, Any]) -> Rejection | None:
+        """Apply the association policy to a new session (setting its registry entry); None means accepted.
+
+        A rejection is logged and recorded in the association log; the caller sends the A-ASSOCIATE-RJ.
+        """
+        try:
+            entry, rejection = self.policy.admit(session.calling_ae, session.called_ae, session.address)
+        except IndexUnavailable as exc:
+            # The registry cannot be read: refuse for now (transient), rather than guess who may do what.
+            log.error("dimse.association.registry_unavailable", reason=str(exc), **peer)
+            entry, rejection = None, Rejection("AE registry unavailable", REASON_NO_REASON_GIVEN, REJECTED_TRANSIENT)
+        session.entry = entry
+        if rejection is not None:
+            log.warning("dimse.association.rejected", reason=rejection.reason, called_ae=session.called_ae, **peer)
+            if self.association_log is not None:
+                self.association_log.record(self._summary(session, "rejected", rejection.reason))
+        return rejection
+
+    def closed(self, session: PeerSession, peer: dict[str, Any]) -> None:
+        """Log the end of an accepted association and write its association-log row."""
+        log.info(
+            "dimse.association.closed",
+            result=session.result,
+            services=",".join(session.services),
+            instances=session.instances,
+            **peer,
         )
-        # As pynetdicom's own rejections do: send A-ASSOCIATE-RJ, then stop the association, which
-        # lets the DUL flush the PDU before the socket closes.
-        event.assoc.acse.send_reject(rejection.result, SOURCE_SERVICE_USER, rejection.diagnostic)
-        event.assoc.kill()
         if self.association_log is not None:
-            self.association_log.record(self._summary(session, "rejected", rejection.reason))
+            self.association_log.record(self._summary(session, session.result))
 
     def on_requested(self, event: Any) -> None:
         """A-ASSOCIATE-RQ: apply the policy (PS3.8 7.1.1.9 reasons), then tailor our presentation contexts."""
@@ -149,19 +166,23 @@ class AssociationTracker:
             tls=self.tls,
             entry=None,
         )
-        try:
-            entry, rejection = self.policy.admit(session.calling_ae, session.called_ae, session.address)
-        except IndexUnavailable as exc:
-            # The registry cannot be read: refuse for now (transient), rather than guess who may do what.
-            log.error("dimse.association.registry_unavailable", reason=str(exc), **_peer(event))
-            entry, rejection = None, Rejection("AE registry unavailable", REASON_NO_REASON_GIVEN, REJECTED_TRANSIENT)
+        rejection = self.admit(session, _peer(event))
         if rejection is not None:
-            self._reject(event, session, rejection)
+            # As pynetdicom's own rejections do: send A-ASSOCIATE-RJ, then stop the association, which
+            # lets the DUL flush the PDU before the socket closes.
+            event.assoc.acse.send_reject(rejection.result, SOURCE_SERVICE_USER, rejection.diagnostic)
+            event.assoc.kill()
             return
-        session.entry = entry
         with self._lock:
             self._sessions[event.assoc] = session
-        _tailor_contexts(event, lambda operation: self.policy.permits(entry, operation))
+        entry = session.entry
+        acceptor = event.assoc.acceptor
+        acceptor.supported_contexts = preferred_contexts(
+            acceptor.supported_contexts,
+            event.assoc.requestor.primitive.presentation_context_definition_list,
+            lambda operation: self.policy.permits(entry, operation),
+            _peer(event),
+        )
 
     def on_released(self, event: Any) -> None:
         """A-RELEASE completed."""
@@ -177,21 +198,17 @@ class AssociationTracker:
         """Connection closed: write the association's log row."""
         with self._lock:
             session = self._sessions.pop(event.assoc, None)
-        if session is None:
-            return
-        log.info(
-            "dimse.association.closed",
-            result=session.result,
-            services=",".join(session.services),
-            instances=session.instances,
-            **_peer(event),
-        )
-        if self.association_log is not None:
-            self.association_log.record(self._summary(session, session.result))
+        if session is not None:
+            self.closed(session, _peer(event))
 
 
-def _tailor_contexts(event: Any, permits: Any) -> None:
-    """Drop the C-MOVE / C-GET contexts the caller may not use; prefer the peer's transfer-syntax order.
+def preferred_contexts(
+    supported: list[PresentationContext],
+    proposed: list[PresentationContext],
+    permits: Callable[[Operation], bool],
+    peer: dict[str, Any],
+) -> list[PresentationContext]:
+    """Our contexts for one association: C-MOVE / C-GET dropped where refused, the peer's syntax order first.
 
     A C-MOVE or C-GET refused by the registry is refused at negotiation (the context is not accepted,
     PS3.8 9.3.3.2), since a C-MOVE cannot be refused by status before its destination is contacted.
@@ -201,27 +218,26 @@ def _tailor_contexts(event: Any, permits: Any) -> None:
     take the requestor's order instead: an SCU lists its native encoding first, and any other choice
     makes it convert (big endian to little, deflated to plain, compressed to native) before sending.
     """
-    acceptor = event.assoc.acceptor
     requested: dict[str, list[str]] = {}
-    for context in event.assoc.requestor.primitive.presentation_context_definition_list:
-        proposed = requested.setdefault(str(context.abstract_syntax), [])
-        proposed.extend(str(ts) for ts in context.transfer_syntax if str(ts) not in proposed)
+    for context in proposed:
+        order = requested.setdefault(str(context.abstract_syntax), [])
+        order.extend(str(ts) for ts in context.transfer_syntax if str(ts) not in order)
     contexts = []
-    for context in acceptor.supported_contexts:
+    for context in supported:
         abstract = str(context.abstract_syntax)
+        if abstract not in requested:
+            continue  # not proposed: irrelevant to this association's negotiation
         operation = _RETRIEVE_OPERATIONS.get(abstract)
-        if operation is not None and abstract in requested and not permits(operation):
-            log.warning("dimse.context.refused", operation=operation, reason="not permitted", **_peer(event))
+        if operation is not None and not permits(operation):
+            log.warning("dimse.context.refused", operation=operation, reason="not permitted", **peer)
             continue
-        order = requested.get(abstract)
-        if order:
-            ours = [str(ts) for ts in context.transfer_syntax]
-            preferred = [ts for ts in order if ts in ours] + [ts for ts in ours if ts not in order]
-            reordered = build_context(context.abstract_syntax, preferred)
-            reordered.scu_role, reordered.scp_role = context.scu_role, context.scp_role
-            context = reordered
-        contexts.append(context)
-    acceptor.supported_contexts = contexts
+        order = requested[abstract]
+        ours = [str(ts) for ts in context.transfer_syntax]
+        preferred = [ts for ts in order if ts in ours] + [ts for ts in ours if ts not in order]
+        reordered = build_context(abstract, preferred)
+        reordered.scu_role, reordered.scp_role = context.scu_role, context.scp_role
+        contexts.append(reordered)
+    return contexts
 
 
 def handle_connection_open(event: Any) -> None:
@@ -239,36 +255,57 @@ def handle_echo(event: Any, tracker: AssociationTracker) -> int:
     return SUCCESS
 
 
-def handle_store(event: Any, ingest: IngestService, tracker: AssociationTracker) -> int | Dataset:
-    """C-STORE: hand the received bytes, untouched, to the ingest service; success only once queued."""
-    request = event.request
-    peer = _peer(event)
-    if not tracker.permits(event, "store"):
-        return failure(NOT_AUTHORIZED, "calling AE title is not permitted to store")
-    data = event.encoded_dataset(include_meta=False)
+def store_instance(
+    ingest: IngestService,
+    tracker: AssociationTracker,
+    session: PeerSession | None,
+    data: bytes,
+    transfer_syntax_uid: str,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    peer: dict[str, Any],
+) -> tuple[int, str]:
+    """C-STORE of one received dataset, shared by pynetdicom's handler and the fast receiver.
+
+    Returns (status, error comment): success only once the instance is durable and queued.
+    """
+    if not tracker.policy.permits(session.entry if session else None, "store"):
+        log.warning("dimse.operation.refused", operation="store", reason="not permitted", **peer)
+        return NOT_AUTHORIZED, "calling AE title is not permitted to store"
     try:
         result = ingest.ingest_dataset(
             data,
-            transfer_syntax_uid=str(event.context.transfer_syntax),
-            sop_class_uid=str(request.AffectedSOPClassUID or ""),
-            sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
+            transfer_syntax_uid=transfer_syntax_uid,
+            sop_class_uid=sop_class_uid,
+            sop_instance_uid=sop_instance_uid,
             source_ae=peer["calling_ae"],
         )
     except GatewayError as exc:
         status = store_status(exc)
         log.warning(
-            "dimse.store.failed",
-            status=f"0x{status:04X}",
-            reason=str(exc),
-            sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
-            **peer,
+            "dimse.store.failed", status=f"0x{status:04X}", reason=str(exc), sop_instance_uid=sop_instance_uid, **peer
         )
-        return failure(status, str(exc))
+        return status, str(exc)
     except Exception as exc:  # never leak internals to the peer; the traceback goes to the log
-        status = store_status(exc)
-        log.exception("dimse.store.error", sop_instance_uid=str(request.AffectedSOPInstanceUID or ""), **peer)
-        return failure(status, "internal error")
-    if session := tracker.session(event):
+        log.exception("dimse.store.error", sop_instance_uid=sop_instance_uid, **peer)
+        return store_status(exc), "internal error"
+    if session is not None:
         session.count("C-STORE", 1, len(data))
     log.info("dimse.store", key=result.key, written=result.written, **peer)
-    return SUCCESS
+    return SUCCESS, ""
+
+
+def handle_store(event: Any, ingest: IngestService, tracker: AssociationTracker) -> int | Dataset:
+    """C-STORE: hand the received bytes, untouched, to the ingest service; success only once queued."""
+    request = event.request
+    status, comment = store_instance(
+        ingest,
+        tracker,
+        tracker.session(event),
+        event.encoded_dataset(include_meta=False),
+        str(event.context.transfer_syntax),
+        str(request.AffectedSOPClassUID or ""),
+        str(request.AffectedSOPInstanceUID or ""),
+        _peer(event),
+    )
+    return SUCCESS if status == SUCCESS else failure(status, comment)

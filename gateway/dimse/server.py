@@ -13,13 +13,35 @@ from pynetdicom.transport import ThreadedAssociationServer
 from gateway.admin.ae_titles import AERegistry
 from gateway.admin.associations import AssociationLog
 from gateway.dimse.ae import AssociationPolicy, make_ae
+from gateway.dimse.fast_store import FastStoreAcceptor
 from gateway.dimse.handlers import AssociationTracker, handle_connection_open, handle_echo, handle_store
 from gateway.dimse.qr import QueryRetrieve, handle_find, handle_get, handle_move, handle_sop_extended
 from gateway.dimse.tls import client_context, server_context
 from gateway.services import Services
 
 
-class ReusePortAssociationServer(ThreadedAssociationServer):
+class GatewayAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, with storage-only associations handed to the fast receiver."""
+
+    fast_store: FastStoreAcceptor | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        fast_store = self.fast_store
+        if fast_store is not None and type(request) is socket.socket:  # not TLS (an SSLSocket)
+            associate_request = fast_store.claim(request)
+            if associate_request is not None:
+                fast_store.serve(request, client_address, associate_request)
+                return
+        super().finish_request(request, client_address)
+
+    def server_close(self) -> None:
+        # Connection threads are joined on close; end the fast associations so that they finish.
+        if self.fast_store is not None:
+            self.fast_store.abort_all()
+        super().server_close()
+
+
+class ReusePortAssociationServer(GatewayAssociationServer):
     """An association server that lets several SCP processes share one port (SO_REUSEPORT).
 
     One pynetdicom process is bound to one GIL; the kernel spreads new associations over the processes.
@@ -69,8 +91,8 @@ def start_scp(
     ]
     default_port = settings.tls_port if tls else settings.dicom_port
     address = (host if host is not None else settings.dicom_host, port if port is not None else default_port)
-    server_class = ReusePortAssociationServer if reuse_port else ThreadedAssociationServer
-    server: ThreadedAssociationServer = ae.make_server(
+    server_class = ReusePortAssociationServer if reuse_port else GatewayAssociationServer
+    server: GatewayAssociationServer = ae.make_server(  # type: ignore[assignment]
         address,
         evt_handlers=handlers,
         server_class=server_class,
@@ -79,6 +101,15 @@ def start_scp(
     # make_server() does not register the server with its AE, but server.shutdown() unregisters it;
     # registering here keeps shutdown clean (and lets ae.shutdown() stop it too).
     ae._servers.append(server)
+    if settings.scp_fast_store and not tls:
+        server.fast_store = FastStoreAcceptor(
+            ae,
+            tracker,
+            services.ingest,
+            max_pdu=settings.max_pdu,
+            network_timeout=settings.network_timeout,
+            max_associations=settings.max_associations,
+        )
     thread = threading.Thread(target=server.serve_forever, name=f"scp-{address[1]}", daemon=True)
     thread.start()
     return server

@@ -60,6 +60,14 @@ def gateway(tmp_path: Path, broker_url: str) -> Iterator[Gateway]:
         yield Gateway(services, port, broker_url)
 
 
+@pytest.fixture(params=["fast", "pynetdicom"])
+def either_receiver(request: pytest.FixtureRequest, tmp_path: Path, broker_url: str) -> Iterator[Gateway]:
+    """The gateway with storage associations served by the fast receiver, or by pynetdicom for all."""
+    settings = make_settings(tmp_path / "data", broker_url=broker_url, scp_fast_store=request.param == "fast")
+    with gateway_services(settings) as services, running_scp(services) as port:
+        yield Gateway(services, port, broker_url)
+
+
 @pytest.fixture(autouse=True)
 def _send_files_byte_for_byte(monkeypatch: pytest.MonkeyPatch) -> None:
     # pynetdicom then sends a file's dataset bytes unchanged, with the command UIDs from its file meta,
@@ -102,7 +110,8 @@ def test_echoscu_gets_success(gateway: Gateway) -> None:
 
 
 @needs_dcmtk
-def test_storescu_files_are_stored_as_sent_with_file_meta(gateway: Gateway) -> None:
+def test_storescu_files_are_stored_as_sent_with_file_meta(either_receiver: Gateway) -> None:
+    gateway = either_receiver
     files = [Path(get_testdata_file(name)) for name in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm")]  # type: ignore[arg-type]
     result = subprocess.run(
         ["storescu", "-v", "-nh", "-aec", "DICOMGW", "127.0.0.1", str(gateway.port), *map(str, files)],
@@ -123,8 +132,9 @@ def test_storescu_files_are_stored_as_sent_with_file_meta(gateway: Gateway) -> N
         assert meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
 
 
-def test_every_corpus_file_is_stored_byte_for_byte(gateway: Gateway, tmp_path: Path) -> None:
+def test_every_corpus_file_is_stored_byte_for_byte(either_receiver: Gateway, tmp_path: Path) -> None:
     """pynetdicom sends each file's dataset bytes unchanged, in the file's own transfer syntax."""
+    gateway = either_receiver
     files = generate_corpus(tmp_path / "corpus") + pydicom_test_files()
     consistent = []
     for path in files:
@@ -193,7 +203,8 @@ def test_unknown_sop_class_context_is_rejected(gateway: Gateway) -> None:
     assert accepted == [Verification]
 
 
-def test_dataset_whose_uid_differs_from_the_command_gets_a900(gateway: Gateway, tmp_path: Path) -> None:
+def test_dataset_whose_uid_differs_from_the_command_gets_a900(either_receiver: Gateway, tmp_path: Path) -> None:
+    gateway = either_receiver
     ds = make_dataset()
     path = crafted_file(tmp_path / "mismatch.dcm", ds, meta_sop_instance=new_uid())
     assert send(gateway.port, path) == [status.STORAGE_DATASET_DOES_NOT_MATCH]
@@ -219,7 +230,8 @@ def test_missing_series_uid_gets_cannot_understand(gateway: Gateway, tmp_path: P
     assert gateway.keys() == []
 
 
-def test_garbage_and_truncated_datasets_get_cannot_understand(gateway: Gateway, tmp_path: Path) -> None:
+def test_garbage_and_truncated_datasets_get_cannot_understand(either_receiver: Gateway, tmp_path: Path) -> None:
+    gateway = either_receiver
     ds = make_dataset(rows=64, columns=64)
     whole = dataset_bytes(to_part10_bytes(ds))
     garbage = crafted_file(tmp_path / "garbage.dcm", ds, body=b"\xde\xad\xbe\xef" * 50)
