@@ -112,11 +112,16 @@ def serve(config: ConfigOption = None) -> None:
 def scp(config: ConfigOption = None) -> None:
     """Run the DICOM SCP alone (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET; and DICOM TLS when tls_port is set)."""
     from gateway.dimse.server import start_scp
+    from gateway.index_journal import JournaledIndexQueue
+    from gateway.ingest import IngestService
     from gateway.services import build_services
 
     settings = _settings(config)
     services = build_services(settings, broker_url=_broker_url(settings))
     _apply_declared_aes(settings, services.engine)
+    # Received instances are journaled here and published to the workers in batches (index_journal.py).
+    journal = JournaledIndexQueue(services.queue, settings.data_dir.resolve() / "run" / "index-journal")
+    services.ingest = IngestService(services.store, journal, settings.storage_prefix)
     reuse_port = settings.scp_processes > 1
     try:
         servers = [start_scp(services, reuse_port=reuse_port)]
@@ -134,6 +139,7 @@ def scp(config: ConfigOption = None) -> None:
     finally:
         for server in servers:
             server.shutdown()
+        journal.close()
         services.close()
 
 

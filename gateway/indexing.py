@@ -32,6 +32,25 @@ class IndexingService:
         Raises NotFound (object gone), InvalidDicom (unparseable or UIDs disagree with the key),
         StorageUnavailable and IndexUnavailable (transient).
         """
+        new = self.repository.upsert_instance(self.record(key))
+        log.info("index.instance", key=key, new=new)
+        return new
+
+    def index_records(self, records: list[InstanceRecord]) -> list[bool]:
+        """Upsert records made by record() in one transaction; True for each instance new to the index.
+
+        Raises IndexUnavailable (transient).
+        """
+        new = self.repository.upsert_instances(records)
+        for record, is_new in zip(records, new, strict=True):
+            log.info("index.instance", key=record.object_key, new=is_new)
+        return new
+
+    def record(self, key: str) -> InstanceRecord:
+        """Read the object at `key` and build its index record.
+
+        Raises NotFound, InvalidDicom, StorageUnavailable (transient).
+        """
         uids = parse_key(key, self.prefix)
         with open_object(self.store, key) as fp:
             size = fp.raw.size  # type: ignore[attr-defined]
@@ -50,7 +69,7 @@ class IndexingService:
                 "vr": layout.vr,
                 "BulkDataURI": f"{base}/bulkdata/{PIXEL_DATA_TAG:08X}",
             }
-        record = InstanceRecord(
+        return InstanceRecord(
             attributes=attributes,
             object_key=key,
             size=size,
@@ -60,6 +79,3 @@ class IndexingService:
             study_json=level_json(instance_json, STUDY_LEVEL_TAGS),
             series_json=level_json(instance_json, SERIES_LEVEL_TAGS),
         )
-        new = self.repository.upsert_instance(record)
-        log.info("index.instance", key=key, new=new)
-        return new

@@ -13,6 +13,7 @@ from gateway.errors import QueueUnavailable
 
 # Task names are the contract between producers (here) and consumers (workers/tasks.py).
 INDEX_INSTANCE = "gateway.index_instance"
+INDEX_BATCH = "gateway.index_batch"  # argument: object keys joined by newlines
 STUDY_CHANGED = "gateway.study_changed"
 FHIR_PUSH = "gateway.fhir_push"
 INDEX_QUEUE = "index"
@@ -31,7 +32,9 @@ def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_default_queue": INDEX_QUEUE,
         # FHIR tasks share the index queue: every worker consumes it, and they are short and follow indexing.
-        "task_routes": {name: {"queue": INDEX_QUEUE} for name in (INDEX_INSTANCE, STUDY_CHANGED, FHIR_PUSH)},
+        "task_routes": {
+            name: {"queue": INDEX_QUEUE} for name in (INDEX_INSTANCE, INDEX_BATCH, STUDY_CHANGED, FHIR_PUSH)
+        },
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.broker_timeout,
         # An unacknowledged task (worker killed) is delivered again after this many seconds.
@@ -67,6 +70,10 @@ class CeleryQueue:
 
     def enqueue_index(self, key: str) -> None:
         self._send(INDEX_INSTANCE, key)
+
+    def enqueue_index_batch(self, keys: list[str]) -> None:
+        """Queue indexing of several objects as one task (one index transaction); raise QueueUnavailable."""
+        self._send(INDEX_BATCH, "\n".join(keys))
 
     def enqueue_study_changed(self, study_instance_uid: str, countdown: float) -> None:
         """Queue a (re)build of the study's ImagingStudy in `countdown` seconds; raise QueueUnavailable."""

@@ -39,13 +39,13 @@ def gateway_task(app: Celery, name: str, services: Callable[[], Services]) -> Ca
                 return body(current, argument)
             except TRANSIENT_ERRORS as exc:
                 if retries >= settings.task_max_retries:
-                    _dead_letter(current, name, self.request.id, argument, exc, retries)
+                    dead_letter(current, name, self.request.id, argument, exc, retries)
                     return None
                 delay = backoff(retries, settings.task_retry_backoff_max)
                 log.warning("task.retry", reason=str(exc), retries=retries, countdown=round(delay, 2))
                 raise self.retry(exc=exc, countdown=delay, max_retries=settings.task_max_retries) from exc
             except GatewayError as exc:
-                _dead_letter(current, name, self.request.id, argument, exc, retries)
+                dead_letter(current, name, self.request.id, argument, exc, retries)
                 return None
             finally:
                 structlog.contextvars.unbind_contextvars("task", "task_id", "argument")
@@ -56,8 +56,9 @@ def gateway_task(app: Celery, name: str, services: Callable[[], Services]) -> Ca
     return decorator
 
 
-def _dead_letter(
+def dead_letter(
     services: Services, name: str, task_id: str | None, argument: str, exc: Exception, retries: int
 ) -> None:
+    """Record a task (or one key of a batch) that will not be retried, with why."""
     log.error("task.dead_letter", reason=str(exc), error=type(exc).__name__, retries=retries)
     services.repository.record_dead_letter(name, task_id or "", argument, f"{type(exc).__name__}: {exc}", retries)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import structlog
 from celery import Celery
 
+from gateway.errors import GatewayError
 from gateway.fhir.service import FhirService
-from gateway.queue import FHIR_PUSH, INDEX_INSTANCE, STUDY_CHANGED
+from gateway.index.repository import InstanceRecord
+from gateway.queue import FHIR_PUSH, INDEX_BATCH, INDEX_INSTANCE, STUDY_CHANGED
 from gateway.services import Services
-from workers.base import gateway_task
+from workers.base import TRANSIENT_ERRORS, dead_letter, gateway_task
 
 
 def register_tasks(app: Celery, services: Callable[[], Services]) -> None:
@@ -30,6 +33,25 @@ def register_tasks(app: Celery, services: Callable[[], Services]) -> None:
         new = current.indexing.index_object(key)
         fhir(current).instance_indexed(key)
         return new
+
+    @gateway_task(app, INDEX_BATCH, services)
+    def index_batch(current: Services, argument: str) -> object:
+        # Keys journaled by the SCP and published together: one index transaction for all of them.
+        records: list[InstanceRecord] = []
+        for key in filter(None, argument.split("\n")):
+            try:
+                records.append(current.indexing.record(key))
+            except TRANSIENT_ERRORS:
+                raise  # the whole batch is retried; indexing is idempotent
+            except GatewayError as exc:
+                # One unreadable object must not hold back the others: it alone goes to the dead letters.
+                task_id = str(structlog.contextvars.get_contextvars().get("task_id", ""))
+                dead_letter(current, INDEX_INSTANCE, task_id, key, exc, 0)
+        new = current.indexing.index_records(records)
+        changes = fhir(current)
+        for study_instance_uid in sorted({record.attributes.study_instance_uid for record in records}):
+            changes.note_change(study_instance_uid)
+        return sum(new)
 
     @gateway_task(app, STUDY_CHANGED, services)
     def study_changed(current: Services, study_instance_uid: str) -> object:

@@ -122,67 +122,85 @@ class IndexRepository:
 
         Raises IndexUnavailable when the database cannot be reached.
         """
-        attrs = asdict(record.attributes)
+        return self.upsert_instances([record])[0]
+
+    def upsert_instances(self, records: Sequence[InstanceRecord]) -> list[bool]:
+        """Upsert several instances in one transaction (one commit); True for each that was new.
+
+        Raises IndexUnavailable when the database cannot be reached.
+        """
         try:
             with self.sessions.begin() as session:
                 connection = session.connection()
-                # The first statement writes, so SQLite takes its write lock at once (no read-to-write upgrade).
-                patient_pk = self._patient(
-                    connection,
-                    {
-                        "patient_id": attrs["patient_id"],
-                        "issuer_of_patient_id": attrs["issuer_of_patient_id"],
-                        **{f: attrs[f] for f in _PATIENT_FIELDS},
-                        "patient_name_upper": normalize_person_name(attrs["patient_name"]),
-                    },
-                )
-                # Locking the study row serializes concurrent writers of one study, so recounts see each other.
-                study_pk = self._study(
-                    connection,
-                    {
-                        "study_instance_uid": attrs["study_instance_uid"],
-                        "patient_pk": patient_pk,
-                        "study_json": record.study_json,
-                        **{f: attrs[f] for f in _STUDY_FIELDS},
-                        "referring_physician_name_upper": normalize_person_name(attrs["referring_physician_name"]),
-                    },
-                )
-                series_pk = self._series(
-                    connection,
-                    {
-                        "series_instance_uid": attrs["series_instance_uid"],
-                        "study_pk": study_pk,
-                        "series_json": record.series_json,
-                        **{f: attrs[f] for f in _SERIES_FIELDS},
-                    },
-                )
-                values = {
-                    "series_pk": series_pk,
-                    "sop_class_uid": attrs["sop_class_uid"],
-                    "instance_number": attrs["instance_number"],
-                    "rows": attrs["rows"],
-                    "columns": attrs["columns"],
-                    "number_of_frames": attrs["number_of_frames"],
-                    "acquisition_date_time": attrs["acquisition_date_time"],
-                    "transfer_syntax_uid": record.transfer_syntax_uid,
-                    "object_key": record.object_key,
-                    "size": record.size,
-                    "metadata_json": record.metadata_json,
-                    "frame_offsets": record.frame_offsets,
-                }
-                sop = attrs["sop_instance_uid"]
-                previous = connection.execute(_PREVIOUS_SERIES, {"sop": sop}).scalar_one_or_none()
-                if previous is None:
-                    connection.execute(_INSERT_INSTANCE, {"sop_instance_uid": sop, **values})
-                else:
-                    connection.execute(_UPDATE_INSTANCE, {"sop": sop, **values})
-                self._recount(connection, series_pk, study_pk)
-                if previous is not None and previous != series_pk:
-                    old_study = connection.execute(select(Series.study_pk).where(Series.pk == previous)).scalar_one()
-                    self._recount(connection, previous, old_study)
-                return previous is None
+                recount: dict[int, int] = {}  # series pk -> study pk, recounted once at the end
+                # Writers take study rows in one order (by UID), so two batches cannot deadlock.
+                order = sorted(range(len(records)), key=lambda i: records[i].attributes.study_instance_uid)
+                new = [False] * len(records)
+                for i in order:
+                    new[i] = self._upsert(connection, records[i], recount)
+                for series_pk, study_pk in recount.items():
+                    self._recount(connection, series_pk, study_pk)
+                return new
         except OperationalError as exc:
             raise IndexUnavailable(f"index database unavailable: {exc.orig or exc}") from exc
+
+    def _upsert(self, connection: Connection, record: InstanceRecord, recount: dict[int, int]) -> bool:
+        attrs = asdict(record.attributes)
+        # The first statement writes, so SQLite takes its write lock at once (no read-to-write upgrade).
+        patient_pk = self._patient(
+            connection,
+            {
+                "patient_id": attrs["patient_id"],
+                "issuer_of_patient_id": attrs["issuer_of_patient_id"],
+                **{f: attrs[f] for f in _PATIENT_FIELDS},
+                "patient_name_upper": normalize_person_name(attrs["patient_name"]),
+            },
+        )
+        # Locking the study row serializes concurrent writers of one study, so recounts see each other.
+        study_pk = self._study(
+            connection,
+            {
+                "study_instance_uid": attrs["study_instance_uid"],
+                "patient_pk": patient_pk,
+                "study_json": record.study_json,
+                **{f: attrs[f] for f in _STUDY_FIELDS},
+                "referring_physician_name_upper": normalize_person_name(attrs["referring_physician_name"]),
+            },
+        )
+        series_pk = self._series(
+            connection,
+            {
+                "series_instance_uid": attrs["series_instance_uid"],
+                "study_pk": study_pk,
+                "series_json": record.series_json,
+                **{f: attrs[f] for f in _SERIES_FIELDS},
+            },
+        )
+        values = {
+            "series_pk": series_pk,
+            "sop_class_uid": attrs["sop_class_uid"],
+            "instance_number": attrs["instance_number"],
+            "rows": attrs["rows"],
+            "columns": attrs["columns"],
+            "number_of_frames": attrs["number_of_frames"],
+            "acquisition_date_time": attrs["acquisition_date_time"],
+            "transfer_syntax_uid": record.transfer_syntax_uid,
+            "object_key": record.object_key,
+            "size": record.size,
+            "metadata_json": record.metadata_json,
+            "frame_offsets": record.frame_offsets,
+        }
+        sop = attrs["sop_instance_uid"]
+        previous = connection.execute(_PREVIOUS_SERIES, {"sop": sop}).scalar_one_or_none()
+        if previous is None:
+            connection.execute(_INSERT_INSTANCE, {"sop_instance_uid": sop, **values})
+        else:
+            connection.execute(_UPDATE_INSTANCE, {"sop": sop, **values})
+        recount[series_pk] = study_pk
+        if previous is not None and previous != series_pk:
+            old_study = connection.execute(select(Series.study_pk).where(Series.pk == previous)).scalar_one()
+            recount[previous] = old_study
+        return previous is None
 
     @staticmethod
     def _recount(connection: Connection | Session, series_pk: int, study_pk: int) -> None:

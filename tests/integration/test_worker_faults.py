@@ -75,3 +75,24 @@ def test_missing_object_goes_to_dead_letters(tmp_path: Path, broker_url: str) ->
         services.queue.enqueue_index(f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/1.2.3.4.dcm")
         wait_for(lambda: len(services.repository.dead_letters()) == 1, timeout=30, what="a dead letter")
         assert services.repository.dead_letters()[0].error.startswith("NotFound")
+
+
+def test_batch_indexes_its_good_objects_and_dead_letters_only_the_bad_one(tmp_path: Path, broker_url: str) -> None:
+    settings = make_settings(tmp_path / "data", broker_url=broker_url)
+    with gateway_services(settings) as services, worker_process(settings, tmp_path / "worker.log"):
+        good = [make_dataset(rows=8, columns=8) for _ in range(3)]
+        keys = []
+        for ds in good:
+            key = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+            services.store.put(key, to_part10_bytes(ds))
+            keys.append(key)
+        bad = make_dataset()
+        bad_key = f"{bad.StudyInstanceUID}/{bad.SeriesInstanceUID}/{bad.SOPInstanceUID}.dcm"
+        services.store.put(bad_key, b"\x00" * 128 + b"DICM" + b"\xff" * 64)
+        services.queue.enqueue_index_batch([keys[0], bad_key, *keys[1:]])
+        expected = {ds.SOPInstanceUID for ds in good}
+        wait_for(lambda: indexed_uids(settings.resolved_index_url) == expected, timeout=30, what="the good three")
+        wait_for(lambda: len(services.repository.dead_letters()) == 1, timeout=30, what="a dead letter")
+        letter = services.repository.dead_letters()[0]
+        assert (letter.task_name, letter.argument) == ("gateway.index_instance", bad_key)
+        assert letter.error.startswith("InvalidDicom")

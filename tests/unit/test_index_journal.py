@@ -1,0 +1,125 @@
+"""The SCP's journaled index queue with a broker stand-in that can fail on demand."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import QueueUnavailable
+from gateway.index_journal import JournaledIndexQueue
+
+
+class FakeBroker:
+    """Records published batches; `down` makes every publish fail like an unreachable Redis."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.down = False
+        self.lock = threading.Lock()
+
+    def enqueue_index_batch(self, keys: list[str]) -> None:
+        if self.down:
+            raise QueueUnavailable("task broker unavailable: connection refused")
+        with self.lock:
+            self.batches.append(list(keys))
+
+    def check(self) -> None:
+        if self.down:
+            raise QueueUnavailable("task broker unavailable")
+
+    def published(self) -> list[str]:
+        with self.lock:
+            return [key for batch in self.batches for key in batch]
+
+
+def wait_until(condition: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def journal_lines(directory: Path) -> list[str]:
+    return [line for path in directory.glob("*.keys") for line in path.read_text().splitlines()]
+
+
+def test_keys_are_published_in_batches_and_the_journal_empties(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    queue = JournaledIndexQueue(broker, tmp_path, linger=0.05)
+    keys = [f"s/r/{n}.dcm" for n in range(50)]
+    for key in keys:
+        queue.enqueue_index(key)
+    wait_until(lambda: broker.published() == keys)
+    assert broker.batches[0] == [keys[0]], "the first key is published at once, while the broker is unproven"
+    assert len(broker.batches) < len(keys), "later keys travel together"
+    wait_until(lambda: queue.pending() == 0)
+    assert journal_lines(tmp_path) == []
+    queue.close()
+    assert list(tmp_path.glob("*.keys")) == []
+
+
+def test_unknown_broker_state_publishes_synchronously_and_refuses_when_down(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    broker.down = True
+    queue = JournaledIndexQueue(broker, tmp_path)
+    with pytest.raises(QueueUnavailable):
+        queue.enqueue_index("s/r/1.dcm")
+    assert journal_lines(tmp_path) == [], "a refused key is not journaled: the caller compensates"
+    broker.down = False
+    queue.enqueue_index("s/r/2.dcm")
+    assert broker.published() == ["s/r/2.dcm"]
+    queue.close()
+
+
+def test_outage_keeps_journaled_keys_refuses_new_ones_and_publishes_them_on_recovery(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    queue = JournaledIndexQueue(broker, tmp_path, linger=0.0)
+    queue.enqueue_index("s/r/0.dcm")  # proves the broker
+    broker.down = True
+    queue.enqueue_index("s/r/1.dcm")  # journaled; its publish fails in the background
+    wait_until(lambda: not queue._healthy)
+    assert journal_lines(tmp_path) == ["s/r/1.dcm"]
+    with pytest.raises(QueueUnavailable):
+        queue.enqueue_index("s/r/2.dcm")  # peers now get "out of resources"
+    broker.down = False
+    wait_until(lambda: "s/r/1.dcm" in broker.published())
+    wait_until(lambda: queue.pending() == 0)
+    queue.enqueue_index("s/r/3.dcm")
+    wait_until(lambda: "s/r/3.dcm" in broker.published())
+    assert "s/r/2.dcm" not in broker.published()
+    queue.close()
+
+
+def test_a_journal_left_by_a_dead_process_is_published_by_the_next(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    queue = JournaledIndexQueue(broker, tmp_path)
+    queue.enqueue_index("s/r/0.dcm")
+    broker.down = True
+    queue.enqueue_index("s/r/1.dcm")
+    queue.enqueue_index("s/r/2.dcm")
+    queue.close(timeout=0.5)  # stops with keys unpublished, as a killed process would leave them
+    assert sorted(journal_lines(tmp_path)) == ["s/r/1.dcm", "s/r/2.dcm"]
+    broker.down = False
+    successor = JournaledIndexQueue(broker, tmp_path)
+    wait_until(lambda: {"s/r/1.dcm", "s/r/2.dcm"} <= set(broker.published()))
+    wait_until(lambda: successor.pending() == 0)
+    successor.close()
+    assert list(tmp_path.glob("*.keys")) == []
+
+
+def test_a_journal_held_by_a_live_process_is_left_alone(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    first = JournaledIndexQueue(broker, tmp_path)
+    first.enqueue_index("s/r/0.dcm")
+    broker.down = True
+    first.enqueue_index("s/r/1.dcm")
+    second = JournaledIndexQueue(FakeBroker(), tmp_path)
+    assert second.pending() == 0
+    assert first.path.exists()
+    broker.down = False
+    wait_until(lambda: first.pending() == 0)
+    first.close()
+    second.close()
