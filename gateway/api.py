@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__
 from gateway.admin.router import make_router as admin_router
@@ -86,6 +87,39 @@ def _install_error_handlers(app: FastAPI) -> None:
         return problem(500, "Internal error", "the request failed; see the gateway log")
 
 
+class _Measure:
+    """Request count and latency per method, as plain ASGI middleware.
+
+    `@app.middleware("http")` (Starlette's BaseHTTPMiddleware) runs every response through an extra task and
+    memory stream: profiled at about a fifth of a QIDO request's CPU time. This only watches the messages.
+    """
+
+    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
+        self.app = app
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app fails before it starts a response
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            method = scope["method"]
+            self.latency.labels(method).observe(time.perf_counter() - started)
+            self.requests.labels(method, str(status)).inc()
+
+
 def create_app(services: Services) -> FastAPI:
     """Return the FastAPI application serving DICOMweb, health and metrics for `services`."""
     app = FastAPI(title="DICOM gateway", version=__version__, docs_url="/docs")
@@ -116,13 +150,7 @@ def create_app(services: Services) -> FastAPI:
         ),
     )
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        latency.labels(request.method).observe(time.perf_counter() - started)
-        requests.labels(request.method, str(response.status_code)).inc()
-        return response
+    app.add_middleware(_Measure, requests=requests, latency=latency)
 
     _install_error_handlers(app)
     app.include_router(dicomweb_router(services))

@@ -86,3 +86,14 @@ def test_metrics_exposes_index_counts(services: Services) -> None:
     text = TestClient(create_app(services)).get("/metrics").text
     assert 'gateway_index_objects{level="studies"} 2.0' in text
     assert 'gateway_index_objects{level="instances"} 2.0' in text
+
+
+def test_metrics_count_requests_by_method_and_status(services: Services) -> None:
+    client = TestClient(create_app(services))
+    assert client.get("/dicomweb/studies").status_code == 200
+    assert client.get("/dicomweb/studies?NoSuchKey=1").status_code == 400
+    assert client.get("/no/such/path").status_code == 404
+    text = client.get("/metrics").text
+    for status in ("200", "400", "404"):
+        assert f'gateway_http_requests_total{{method="GET",status="{status}"}} 1.0' in text
+    assert 'gateway_http_request_seconds_count{method="GET"} 3.0' in text
