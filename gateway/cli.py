@@ -22,6 +22,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.logging import configure_logging
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from sqlalchemy import Engine
 
     from gateway.admin.ae_titles import AERegistry
@@ -143,20 +144,62 @@ def scp(config: ConfigOption = None) -> None:
         services.close()
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _api_options(settings: Settings) -> dict[str, Any]:
+    return {"host": settings.http_host, "port": settings.http_port, "log_config": None, "access_log": False}
+
+
 @app.command()
 def api(config: ConfigOption = None) -> None:
-    """Run the HTTP API alone (DICOMweb, health, metrics)."""
+    """Run the HTTP API alone (DICOMweb, health, metrics) in `api_processes` processes sharing the HTTP port."""
     import uvicorn
+
+    settings = _settings(config)
+    broker_url = _broker_url(settings)
+    if settings.api_processes == 1:
+        from gateway.api import create_app
+        from gateway.services import build_services
+
+        services = build_services(settings, broker_url=broker_url)
+        _apply_declared_aes(settings, services.engine)
+        uvicorn.run(create_app(services), **_api_options(settings))
+        return
+
+    # uvicorn binds the port here and starts the workers with multiprocessing's spawn: each imports
+    # `api_worker_app` afresh and reads its settings as this process did, so hand it what we resolved.
+    # This process only supervises: it builds no services, so it stays small (~45 MB RSS).
+    os.environ["GATEWAY_BROKER_URL"] = broker_url
+    if config is not None:
+        os.environ["GATEWAY_CONFIG"] = str(config.resolve())
+    # uvicorn's own supervisor: restarts a worker that dies, and on SIGTERM/SIGINT stops them all and waits.
+    uvicorn.run(f"{__name__}:api_worker_app", factory=True, workers=settings.api_processes, **_api_options(settings))
+
+
+def api_worker_app() -> FastAPI:
+    """Build the application in one of `api`'s worker processes (a uvicorn factory; not a command).
+
+    The worker asks the kernel for SIGTERM when `api` dies, so even a SIGKILLed `api` leaves no orphan.
+    """
+    import ctypes
+    import multiprocessing
 
     from gateway.api import create_app
     from gateway.services import build_services
 
-    settings = _settings(config)
-    services = build_services(settings, broker_url=_broker_url(settings))
-    _apply_declared_aes(settings, services.engine)
-    uvicorn.run(
-        create_app(services), host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
-    )
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: uvicorn's supervisor still stops its workers when it exits cleanly
+        pass
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid != os.getppid():  # `api` died before the request above took effect
+        raise SystemExit("dicom-gateway api exited")
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    services = build_services(settings, broker_url=settings.broker_url)
+    _apply_declared_aes(settings, services.engine)  # safe from several processes at once
+    return create_app(services)
 
 
 @app.command()

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     # false sends every association through pynetdicom.
     scp_fast_store: bool = True
     # HTTP API processes sharing the HTTP port under `serve` (uvicorn workers).
-    api_processes: int = Field(default=1, ge=1, le=64)
+    api_processes: int = Field(default=2, ge=1, le=64)
     max_pdu: int = Field(default=131072, ge=0)
     max_associations: int = Field(default=64, ge=1)
     stow_max_bytes: int = Field(default=4 << 30, ge=1)
