@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -120,13 +121,20 @@ class _Measure:
             self.requests.labels(method, str(status)).inc()
 
 
-def create_app(services: Services) -> FastAPI:
-    """Return the FastAPI application serving DICOMweb, health and metrics for `services`."""
+def create_app(services: Services, *, shared_metrics: bool = False) -> FastAPI:
+    """Return the FastAPI application serving DICOMweb, health and metrics for `services`.
+
+    `shared_metrics`: this is one of several API processes sharing the port, and prometheus_client writes
+    every process's values to PROMETHEUS_MULTIPROC_DIR; /metrics then sums them all, whichever answers.
+    """
     app = FastAPI(title="DICOM gateway", version=__version__, docs_url="/docs")
     registry = CollectorRegistry()
     requests = Counter("gateway_http_requests", "HTTP requests", ["method", "status"], registry=registry)
     latency = Histogram("gateway_http_request_seconds", "HTTP request latency", ["method"], registry=registry)
-    objects = Gauge("gateway_index_objects", "Objects in the index", ["level"], registry=registry)
+    # Counted afresh at each scrape, so across processes the most recent count is the true one.
+    objects = Gauge(
+        "gateway_index_objects", "Objects in the index", ["level"], registry=registry, multiprocess_mode="mostrecent"
+    )
     if services.settings.cors_origins:
         # Viewers served from another origin read DICOMweb with fetch(); they need these headers.
         app.add_middleware(
@@ -187,6 +195,10 @@ def create_app(services: Services) -> FastAPI:
                 objects.labels(level).set(count)
         except Exception:  # metrics must still answer when the index is down
             log.warning("metrics.index_unavailable")
+        if shared_metrics:
+            every_process = CollectorRegistry()
+            MultiProcessCollector(every_process)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
+            return Response(generate_latest(every_process), media_type=CONTENT_TYPE_LATEST)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

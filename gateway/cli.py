@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -145,6 +146,7 @@ def scp(config: ConfigOption = None) -> None:
 
 
 _PR_SET_PDEATHSIG = 1
+_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when a worker first imports it
 
 
 def _api_options(settings: Settings) -> dict[str, Any]:
@@ -173,8 +175,13 @@ def api(config: ConfigOption = None) -> None:
     os.environ["GATEWAY_BROKER_URL"] = broker_url
     if config is not None:
         os.environ["GATEWAY_CONFIG"] = str(config.resolve())
-    # uvicorn's own supervisor: restarts a worker that dies, and on SIGTERM/SIGINT stops them all and waits.
-    uvicorn.run(f"{__name__}:api_worker_app", factory=True, workers=settings.api_processes, **_api_options(settings))
+    # Each worker keeps its metric values in files here, so /metrics can answer for all of them.
+    with tempfile.TemporaryDirectory(prefix="dicom-gateway-metrics-") as metrics_dir:
+        os.environ[_METRICS_DIR] = metrics_dir
+        # uvicorn's own supervisor: restarts a worker that dies, and on SIGTERM/SIGINT stops them all and waits.
+        uvicorn.run(
+            f"{__name__}:api_worker_app", factory=True, workers=settings.api_processes, **_api_options(settings)
+        )
 
 
 def api_worker_app() -> FastAPI:
@@ -199,7 +206,7 @@ def api_worker_app() -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
     services = build_services(settings, broker_url=settings.broker_url)
     _apply_declared_aes(settings, services.engine)  # safe from several processes at once
-    return create_app(services)
+    return create_app(services, shared_metrics=_METRICS_DIR in os.environ)
 
 
 @app.command()

@@ -83,24 +83,39 @@ def _served_by(api: Api, workers: list[psutil.Process], sockets: list[socket.soc
     }
 
 
-def test_several_processes_answer_on_one_port(api: Api) -> None:
+def _connect_to_every_worker(api: Api, request: bytes, status: bytes) -> list[socket.socket]:
+    """Open connections, each after one answered `request`, until each worker holds one of them.
+
+    The kernel hands a new connection to whichever worker accepts first, so a few may land on the same one.
+    """
     workers = api.workers()
     assert len(workers) == 2
-    # Keep connections open, each after one answered request, until each worker holds one of them: the
-    # kernel hands a new connection to whichever worker accepts first, so a few may land on the same one.
     sockets: list[socket.socket] = []
-    try:
-        for _ in range(64):
-            conn = socket.create_connection(("127.0.0.1", api.port), timeout=10)
-            sockets.append(conn)
-            conn.sendall(b"GET /dicomweb/studies HTTP/1.1\r\nHost: x\r\nAccept: application/dicom+json\r\n\r\n")
-            assert conn.recv(65536).startswith(b"HTTP/1.1 200")
-            if _served_by(api, workers, sockets) == {w.pid for w in workers}:
-                break
-        assert _served_by(api, workers, sockets) == {w.pid for w in workers}
-    finally:
-        for conn in sockets:
-            conn.close()
+    for _ in range(64):
+        conn = socket.create_connection(("127.0.0.1", api.port), timeout=10)
+        sockets.append(conn)
+        conn.sendall(request)
+        assert conn.recv(65536).startswith(b"HTTP/1.1 " + status)
+        if _served_by(api, workers, sockets) == {w.pid for w in workers}:
+            return sockets
+    for conn in sockets:
+        conn.close()
+    raise AssertionError("64 connections, and one worker answered none of them")
+
+
+def test_several_processes_answer_on_one_port(api: Api) -> None:
+    request = b"GET /dicomweb/studies HTTP/1.1\r\nHost: x\r\nAccept: application/dicom+json\r\n\r\n"
+    for conn in _connect_to_every_worker(api, request, b"200"):
+        conn.close()
+
+
+def test_metrics_count_the_requests_of_every_process(api: Api) -> None:
+    request = b"GET /dicomweb/studies?NoSuchKey=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    sockets = _connect_to_every_worker(api, request, b"400")
+    for conn in sockets:
+        conn.close()
+    text = httpx.get(f"{api.url}/metrics", timeout=10).text
+    assert f'gateway_http_requests_total{{method="GET",status="400"}} {float(len(sockets))}' in text
 
 
 def test_sigterm_stops_every_process(api: Api) -> None:
