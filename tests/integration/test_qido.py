@@ -282,3 +282,23 @@ def test_retrieve_url_uses_the_public_url(tmp_path: Path, headers: list[tuple[Da
     assert series["00081190"]["Value"] == [
         f"https://pacs.example.org/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
     ]
+
+
+def test_same_answers_from_a_postgresql_index(
+    tmp_path: Path, headers: list[tuple[Dataset, bytes]], client: TestClient, postgres_url: str
+) -> None:
+    # SQLite searches run on the event loop, PostgreSQL ones in the thread pool: both answer alike.
+    settings = make_settings(tmp_path / "data", broker_url=f"redis://127.0.0.1:{free_port()}/0", index_url=postgres_url)
+    with gateway_services(settings) as services:
+        _fill(services, headers)
+        on_postgresql = TestClient(create_app(services))
+        for path, params in (
+            ("/studies", {}),
+            ("/studies", {"PatientID": str(headers[0][0].PatientID)}),
+            ("/series", {"Modality": "CT", "includefield": "all"}),
+            ("/instances", {"limit": "5", "offset": "2"}),
+        ):
+            expected = get(client, path, **params)
+            answered = get(on_postgresql, path, **params)
+            assert answered.json() == expected.json(), (path, params)
+            assert answered.headers.get("warning") == expected.headers.get("warning")
