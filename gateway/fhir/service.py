@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import socket
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
@@ -77,6 +79,9 @@ class FhirService:
         self.push_states = PushStates(engine)
         self._index_sessions = make_session_factory(engine)
         self._clock = clock or (lambda: datetime.now(UTC))
+        # Studies noted lately (monotonic time), to skip re-noting within a window shorter than the debounce.
+        self._noted: dict[str, float] = {}
+        self._note_window = min(1.0, settings.fhir_debounce_seconds / 2)
         self._push_client = push_client
 
     @classmethod
@@ -94,10 +99,21 @@ class FhirService:
         self.note_change(parse_key(key, self.settings.storage_prefix).study_instance_uid)
 
     def note_change(self, study_instance_uid: str) -> None:
-        """Schedule a debounced rebuild of the study; raise QueueUnavailable or IndexUnavailable (transient)."""
+        """Schedule a debounced rebuild of the study; raise QueueUnavailable or IndexUnavailable (transient).
+
+        A study this process noted less than `_note_window` ago (under half the debounce) is not noted again:
+        the rebuild that note scheduled runs at least a debounce after it, so it sees this change too. During
+        a push of a large study this saves a database transaction per indexed batch.
+        """
+        now = time.monotonic()
+        if now - self._noted.get(study_instance_uid, -math.inf) < self._note_window:
+            return
+        if len(self._noted) > 10_000:
+            self._noted.clear()
         self.changes.note(
             study_instance_uid, self._clock(), lambda countdown: self._schedule(study_instance_uid, countdown)
         )
+        self._noted[study_instance_uid] = now
 
     def _schedule(self, study_instance_uid: str, countdown: float) -> None:
         self.queue.enqueue_study_changed(study_instance_uid, countdown)

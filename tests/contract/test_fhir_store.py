@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from pydicom import Dataset
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from gateway.config import load_settings
 from gateway.fhir.changes import LOST_AFTER, StudyChanges
@@ -18,7 +18,9 @@ from gateway.fhir.patient import PatientKey, patient_resource_id
 from gateway.fhir.push import PushStates
 from gateway.fhir.search import parse_search
 from gateway.fhir.service import FhirService
+from gateway.fhir.store import utc
 from gateway.index.db import make_engine, migrate
+from gateway.index.fhir_models import FhirStudyChange
 from gateway.index.repository import IndexRepository
 from gateway.indexing import IndexingService
 from tests.factories import make_dataset, new_uid, to_part10_bytes
@@ -282,3 +284,20 @@ def test_push_states(engine: Engine) -> None:
     assert state is not None
     assert (state.status, state.pushed_version, state.attempts, state.first_failure_at) == ("sent", 2, 0, None)
     assert [s.resource_id for s in states.list("sent")] == [study] and states.list("failed") == []
+
+
+@pytest.mark.parametrize(("debounce", "noted_twice"), [(10.0, False), (0.0, True)])
+def test_a_study_noted_within_the_window_is_not_noted_again(
+    engine: Engine, clock: Clock, tmp_path: Any, debounce: float, noted_twice: bool
+) -> None:
+    settings = load_settings(data_dir=tmp_path, fhir_debounce_seconds=debounce)
+    fhir = FhirService(settings, engine, RecordingQueue(), clock=clock)
+    study = new_uid()
+    fhir.note_change(study)
+    clock.now = T0 + timedelta(milliseconds=300)
+    fhir.note_change(study)  # within a second of the first note: skipped unless there is no debounce
+    with engine.connect() as connection:
+        changed_at = connection.execute(
+            select(FhirStudyChange.changed_at).where(FhirStudyChange.study_instance_uid == study)
+        ).scalar_one()
+    assert utc(changed_at) == (clock.now if noted_twice else T0)
