@@ -17,7 +17,10 @@ import httpx
 from bench.debian import Tools
 from bench.system import free_port, spawn, stop_tree
 
-SERVER_NAMES = ("gateway", "orthanc-packaged", "orthanc-tuned", "storescp")
+# "gateway-nosync" (not run unless named with --only) is the gateway with GATEWAY_STORAGE_SYNC=false:
+# the same durability as the tuned Orthanc ("SyncStorageArea": false), to tell fsync cost from the rest.
+SERVER_NAMES = ("gateway", "gateway-nosync", "orthanc-packaged", "orthanc-tuned", "storescp")
+DEFAULT_SERVER_NAMES = ("gateway", "orthanc-packaged", "orthanc-tuned", "storescp")
 ANCHOR = "orthanc-tuned"  # issue #6: every ratio is taken against the tuned Orthanc
 START_TIMEOUT = 90.0
 # storescp's PDU matches the gateway's default maximum (GATEWAY_MAX_PDU), so the upper bound is like for like.
@@ -232,6 +235,10 @@ def make_server(name: str, tools: Tools, work: Path, gateway_settings: dict[str,
     """A not yet started server of kind `name` (one of SERVER_NAMES) working in `work`."""
     if name == "gateway":
         return Gateway(tools, work, gateway_settings)
+    if name == "gateway-nosync":
+        server = Gateway(tools, work, {**(gateway_settings or {}), "GATEWAY_STORAGE_SYNC": "false"})
+        server.name = "gateway-nosync"
+        return server
     if name == "orthanc-packaged":
         return Orthanc(tools, work, tuned=False)
     if name == "orthanc-tuned":

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.debian import find_tools
-from bench.servers import SERVER_NAMES
+from bench.servers import DEFAULT_SERVER_NAMES as SERVER_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 
