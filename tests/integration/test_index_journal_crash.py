@@ -1,0 +1,122 @@
+"""An SCP process killed with keys still in its index journal: the next SCP process publishes them all.
+
+Real components: `python -m gateway scp` processes, a real redis-server (paused with SIGSTOP so that
+publishing hangs, as on a stalled broker), pynetdicom as the sending modality.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from gateway.dimse import status
+from gateway.queue import INDEX_QUEUE
+from tests.factories import make_dataset
+from tests.fixtures.gateway import make_settings, settings_env
+from tests.fixtures.servers import RedisServer, free_port, start_redis, stop_process
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test alone, since the test pauses it."""
+    server = start_redis(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        stop_process(server.process)
+
+
+def start_scp(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "scp"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    ae = AE(ae_title="PROBE")
+    ae.add_requested_context(Verification)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        assoc = ae.associate("127.0.0.1", port, ae_title="DICOMGW")
+        if assoc.is_established:
+            assoc.release()
+            return process
+        time.sleep(0.2)
+    stop_process(process)
+    raise AssertionError("the SCP did not start:\n" + log_path.read_text()[-3000:])
+
+
+def send(port: int, count: int) -> list[str]:
+    """Store `count` new CT instances on one association; return their object keys (all must succeed)."""
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
+    assoc = ae.associate("127.0.0.1", port, ae_title="DICOMGW")
+    assert assoc.is_established
+    keys = []
+    try:
+        for _ in range(count):
+            ds = make_dataset(rows=16, columns=16)
+            assert int(assoc.send_c_store(ds).Status) == status.SUCCESS
+            keys.append(f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm")
+    finally:
+        assoc.release()
+    return keys
+
+
+def queued_keys(client: redis.Redis) -> set[str]:
+    """Every object key in the index tasks waiting in the broker (Celery protocol 2 messages)."""
+    keys: set[str] = set()
+    for raw in client.lrange(INDEX_QUEUE, 0, -1):
+        message = json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        keys.update(line for line in args[0].split("\n") if line)
+    return keys
+
+
+def test_keys_journaled_before_a_crash_are_published_by_the_next_scp(tmp_path: Path, own_redis: RedisServer) -> None:
+    port = free_port()
+    settings = make_settings(
+        tmp_path / "data", broker_url=own_redis.url(0), dicom_port=port, broker_timeout=30.0, scp_processes=1
+    )
+    env = settings_env(settings)
+    subprocess.run([sys.executable, "-m", "gateway", "migrate"], env=env, check=True, capture_output=True)
+    client = redis.Redis.from_url(own_redis.url(0))
+    scp = start_scp(env, tmp_path / "scp.log", port)
+    try:
+        first = send(port, 1)  # published synchronously: the broker is proven
+        assert queued_keys(client) == set(first)
+        own_redis.process.send_signal(signal.SIGSTOP)  # a stalled broker: publishing hangs
+        later = send(port, 5)  # journaled and acknowledged
+        journals = list((tmp_path / "data" / "run" / "index-journal").glob("*.keys"))
+        assert len(journals) == 1
+        assert set(later) <= set(journals[0].read_text().split())
+        os.kill(scp.pid, signal.SIGKILL)
+        scp.wait()
+    finally:
+        stop_process(scp)
+    own_redis.process.send_signal(signal.SIGCONT)
+    successor = start_scp(env, tmp_path / "scp.log", port)
+    try:
+        deadline = time.monotonic() + 30
+        while not set(first + later) <= queued_keys(client):
+            assert time.monotonic() < deadline, f"missing {set(first + later) - queued_keys(client)}"
+            time.sleep(0.1)
+    finally:
+        stop_process(successor)
+    assert list((tmp_path / "data" / "run" / "index-journal").glob("*.keys")) == [], "published: journal removed"
+    assert "index_journal.recovered" in (tmp_path / "scp.log").read_text()
