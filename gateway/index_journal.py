@@ -65,9 +65,13 @@ class JournaledIndexQueue:
         self._healthy = False  # until a publish succeeds, enqueue_index() publishes synchronously
         self._dirty = False
         journal_dir.mkdir(parents=True, exist_ok=True)
-        self.path = journal_dir / f"{os.getpid()}-{uuid.uuid4().hex}{_SUFFIX}"
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        name = f"{os.getpid()}-{uuid.uuid4().hex}"
+        self.path = journal_dir / f"{name}{_SUFFIX}"
+        # Locked under another name, then renamed: another process's recovery only ever sees it locked.
+        creating = journal_dir / f"{name}.new"
+        self._fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(creating, self.path)
         self._recover()
         self._thread = threading.Thread(target=self._run, name="index-journal", daemon=True)
         self._thread.start()
