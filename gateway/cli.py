@@ -285,6 +285,47 @@ def import_files(
         raise typer.Exit(1)
 
 
+@app.command()
+def reindex(
+    config: ConfigOption = None,
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="Objects per indexing task.")] = 200,
+) -> None:
+    """Queue every object in the object store for indexing again (a restored or lost index, a power loss).
+
+    Indexing is idempotent: objects already indexed are rewritten with the same rows.
+    """
+    from gateway.errors import InvalidUID
+    from gateway.services import build_services
+    from gateway.storage.keys import parse_key
+
+    settings = _settings(config)
+    services = build_services(settings, broker_url=_broker_url(settings))
+    queued = skipped = 0
+    pending: list[str] = []
+    columns = (TextColumn("queueing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        keys = list(services.store.iter_keys(settings.storage_prefix))
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("reindex", total=len(keys))
+            for n, key in enumerate(keys, 1):
+                try:
+                    parse_key(key, settings.storage_prefix)
+                    pending.append(key)
+                except InvalidUID:
+                    skipped += 1  # not an instance key of ours (a foreign object under the prefix)
+                if pending and (len(pending) >= batch or n == len(keys)):
+                    services.queue.enqueue_index_batch(pending)
+                    queued += len(pending)
+                    pending = []
+                progress.update(task, completed=n)
+    except GatewayError as exc:
+        console.print(f"[red]{exc}[/red] (queued {queued} before that)", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        services.close()
+    typer.echo(f"queued {queued} objects for indexing, skipped {skipped} keys that name no instance")
+
+
 def _registry(settings: Settings) -> AERegistry:
     from gateway.admin.ae_titles import AERegistry
     from gateway.index.db import make_engine, make_session_factory

@@ -12,6 +12,8 @@ import redis
 
 from gateway.queue import INDEX_QUEUE
 from tests.factories import make_dataset, write_part10
+from tests.fixtures.gateway import make_settings, queued_index_keys, settings_env
+from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +62,35 @@ def test_wrong_setting_stops_startup_with_one_line(tmp_path: Path, variable: str
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"invalid setting {variable}")
     assert not (tmp_path / "data").exists()
+
+
+def test_reindex_queues_every_stored_instance_in_batches(tmp_path: Path, broker_url: str) -> None:
+    settings = make_settings(tmp_path / "data", broker_url=broker_url)
+    env = settings_env(settings)
+    datasets = [make_dataset() for _ in range(3)]
+    files = [write_part10(ds, tmp_path / f"{n}.dcm") for n, ds in enumerate(datasets)]
+    assert run_cli("migrate", env=env).returncode == 0
+    assert run_cli("import", *map(str, files), env=env).returncode == 0
+    broker = redis.Redis.from_url(broker_url)
+    broker.delete(INDEX_QUEUE)  # the tasks are lost (a broker restored without its data, say)
+    (tmp_path / "data" / "objects" / "notes.txt").write_text("not an instance")
+
+    result = run_cli("reindex", "--batch", "2", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "queued 3 objects for indexing, skipped 1" in result.stdout
+    assert broker.llen(INDEX_QUEUE) == 2  # batches of 2 and 1
+
+    stored = {f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm" for ds in datasets}
+    assert queued_index_keys(broker) == stored  # what a worker indexes (tests/integration/test_worker_faults.py)
+
+
+def test_reindex_without_a_broker_fails_with_the_reason(tmp_path: Path) -> None:
+    env = {"GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    env["GATEWAY_BROKER_TIMEOUT"] = "0.5"
+    path = write_part10(make_dataset(), tmp_path / "objects-source.dcm")
+    store = tmp_path / "data" / "objects" / "1.2" / "1.3"
+    store.mkdir(parents=True)
+    (store / "1.4.dcm").write_bytes(path.read_bytes())
+    result = run_cli("reindex", env=env)
+    assert result.returncode == 1
+    assert "task broker unavailable" in result.stderr

@@ -6,8 +6,6 @@ publishing hangs, as on a stalled broker), pynetdicom as the sending modality.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import signal
 import subprocess
@@ -23,9 +21,8 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from gateway.dimse import status
-from gateway.queue import INDEX_QUEUE
 from tests.factories import make_dataset
-from tests.fixtures.gateway import make_settings, settings_env
+from tests.fixtures.gateway import make_settings, queued_index_keys, settings_env
 from tests.fixtures.servers import RedisServer, free_port, start_redis, stop_process
 
 pytestmark = pytest.mark.integration
@@ -78,16 +75,6 @@ def send(port: int, count: int) -> list[str]:
     return keys
 
 
-def queued_keys(client: redis.Redis) -> set[str]:
-    """Every object key in the index tasks waiting in the broker (Celery protocol 2 messages)."""
-    keys: set[str] = set()
-    for raw in client.lrange(INDEX_QUEUE, 0, -1):
-        message = json.loads(raw)
-        args = json.loads(base64.b64decode(message["body"]))[0]
-        keys.update(line for line in args[0].split("\n") if line)
-    return keys
-
-
 def test_keys_journaled_before_a_crash_are_published_by_the_next_scp(tmp_path: Path, own_redis: RedisServer) -> None:
     port = free_port()
     settings = make_settings(
@@ -99,7 +86,7 @@ def test_keys_journaled_before_a_crash_are_published_by_the_next_scp(tmp_path: P
     scp = start_scp(env, tmp_path / "scp.log", port)
     try:
         first = send(port, 1)  # published synchronously: the broker is proven
-        assert queued_keys(client) == set(first)
+        assert queued_index_keys(client) == set(first)
         own_redis.process.send_signal(signal.SIGSTOP)  # a stalled broker: publishing hangs
         later = send(port, 5)  # journaled and acknowledged
         journals = list((tmp_path / "data" / "run" / "index-journal").glob("*.keys"))
@@ -113,8 +100,8 @@ def test_keys_journaled_before_a_crash_are_published_by_the_next_scp(tmp_path: P
     successor = start_scp(env, tmp_path / "scp.log", port)
     try:
         deadline = time.monotonic() + 30
-        while not set(first + later) <= queued_keys(client):
-            assert time.monotonic() < deadline, f"missing {set(first + later) - queued_keys(client)}"
+        while not set(first + later) <= queued_index_keys(client):
+            assert time.monotonic() < deadline, f"missing {set(first + later) - queued_index_keys(client)}"
             time.sleep(0.1)
     finally:
         stop_process(successor)
