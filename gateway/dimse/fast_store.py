@@ -369,7 +369,8 @@ class _FastAssociation:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(self.acceptor.network_timeout)
         try:
-            self._receive_exactly(6 + _PDU_HEADER.unpack(self.sock.recv(6, socket.MSG_PEEK))[1])  # the RQ
+            _, length = _PDU_HEADER.unpack(self._receive_exactly(6))
+            self._receive_exactly(length)  # consume the A-ASSOCIATE-RQ that claim() decoded
             if not self._associate():
                 return
         except (OSError, PeerClosed):

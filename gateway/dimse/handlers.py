@@ -103,10 +103,13 @@ class AssociationTracker:
 
     def permits(self, event: Any, operation: Operation) -> bool:
         """True when the association's calling AE may perform `operation`; a refusal is logged."""
-        session = self.session(event)
+        return self.session_permits(self.session(event), operation, _peer(event))
+
+    def session_permits(self, session: PeerSession | None, operation: Operation, peer: dict[str, Any]) -> bool:
+        """True when the session's calling AE may perform `operation`; a refusal is logged."""
         allowed = self.policy.permits(session.entry if session else None, operation)
         if not allowed:
-            log.warning("dimse.operation.refused", operation=operation, reason="not permitted", **_peer(event))
+            log.warning("dimse.operation.refused", operation=operation, reason="not permitted", **peer)
         return allowed
 
     def _summary(self, session: PeerSession, result: str, reason: str = "") -> AssociationSummary:
@@ -269,8 +272,7 @@ def store_instance(
 
     Returns (status, error comment): success only once the instance is durable and queued.
     """
-    if not tracker.policy.permits(session.entry if session else None, "store"):
-        log.warning("dimse.operation.refused", operation="store", reason="not permitted", **peer)
+    if not tracker.session_permits(session, "store", peer):
         return NOT_AUTHORIZED, "calling AE title is not permitted to store"
     try:
         result = ingest.ingest_dataset(
