@@ -32,9 +32,7 @@ class IndexingService:
         Raises NotFound (object gone), InvalidDicom (unparseable or UIDs disagree with the key),
         StorageUnavailable and IndexUnavailable (transient).
         """
-        new = self.repository.upsert_instance(self.record(key))
-        log.info("index.instance", key=key, new=new)
-        return new
+        return self.index_records([self.record(key)])[0]
 
     def index_records(self, records: list[InstanceRecord]) -> list[bool]:
         """Upsert records made by record() in one transaction; True for each instance new to the index.
