@@ -28,8 +28,11 @@ lint: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy --strict gateway workers
 
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist), a test file per process at a time so module
+# fixtures are built once; most integration tests wait on servers they start, so 2 workers pay on 2 cores.
+PYTEST_WORKERS ?= 2
 pytest: $(TEST_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck pytest
 
