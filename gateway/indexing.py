@@ -7,8 +7,8 @@ import structlog
 
 from gateway.dicom.attributes import SERIES_LEVEL_TAGS, STUDY_LEVEL_TAGS, extract_attributes, level_json
 from gateway.dicom.frames import PIXEL_DATA_TAG
-from gateway.dicom.header import read_header
-from gateway.dicom.json_model import dataset_to_json, instance_base_path
+from gateway.dicom.header import read_header_values
+from gateway.dicom.json_model import instance_base_path
 from gateway.errors import InvalidDicom
 from gateway.index.repository import IndexRepository, InstanceRecord
 from gateway.storage.base import ObjectStore
@@ -50,17 +50,17 @@ class IndexingService:
         Raises NotFound, InvalidDicom, StorageUnavailable (transient).
         """
         uids = parse_key(key, self.prefix)
+        expected = (uids.study_instance_uid, uids.series_instance_uid, uids.sop_instance_uid)
+        base = instance_base_path(*expected)
         with open_object(self.store, key) as fp:
             size = fp.raw.size  # type: ignore[attr-defined]
-            header = read_header(fp)
-        ds = header.dataset
-        attributes = extract_attributes(ds)
+            header = read_header_values(fp, size, bulk_base=base)
+        attributes = extract_attributes(header.values)
         found = (attributes.study_instance_uid, attributes.series_instance_uid, attributes.sop_instance_uid)
-        expected = (uids.study_instance_uid, uids.series_instance_uid, uids.sop_instance_uid)
         if found != expected:
             raise InvalidDicom(f"object {key} holds UIDs {found}, not those of its key")
-        base = instance_base_path(*expected)
-        instance_json = dataset_to_json(ds, base)
+        instance_json = header.json
+        assert instance_json is not None  # asked for with bulk_base
         layout = header.pixel_data
         if layout is not None:
             instance_json[f"{PIXEL_DATA_TAG:08X}"] = {

@@ -11,7 +11,7 @@ from io import BytesIO
 import structlog
 
 from gateway import __version__
-from gateway.dicom.header import read_header
+from gateway.dicom.header import read_header_values
 from gateway.dicom.uids import validate_uid
 from gateway.errors import DatasetMismatch, GatewayError, InvalidDicom, StorageUnavailable
 from gateway.queue import TaskQueue
@@ -119,15 +119,15 @@ class IngestService:
         command_instance: str | None,
         expected_study_uid: str | None = None,
     ) -> IngestResult:
-        header = read_header(BytesIO(data))
-        ds = header.dataset
+        header = read_header_values(BytesIO(data), len(data))
+        ds = header.values
         layout = header.pixel_data
         if layout is not None and layout.value_length is not None:
             if layout.value_offset + layout.value_length > len(data):
                 raise InvalidDicom("pixel data is truncated")
         sop_instance = validate_uid(ds.get("SOPInstanceUID"), "SOPInstanceUID")
         sop_class = validate_uid(ds.get("SOPClassUID"), "SOPClassUID")
-        meta = ds.file_meta
+        meta = header.meta
         command_instance = command_instance or validate_uid(
             meta.get("MediaStorageSOPInstanceUID"), "MediaStorageSOPInstanceUID"
         )

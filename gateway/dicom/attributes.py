@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -47,22 +48,26 @@ SERIES_LEVEL_TAGS: frozenset[str] = frozenset(
 )
 
 
-def _text(ds: Dataset, keyword: str) -> str | None:
+def _many(value: Any) -> bool:
+    return isinstance(value, list | tuple) or type(value).__name__ == "MultiValue"
+
+
+def _text(ds: Dataset | Mapping[str, Any], keyword: str) -> str | None:
     value: Any = ds.get(keyword)
     if value is None or value == "":
         return None
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+    if _many(value):
         return "\\".join(str(v) for v in value) or None
     text = str(value).strip()
     return text or None
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
+def _int(ds: Dataset | Mapping[str, Any], keyword: str) -> int | None:
     value: Any = ds.get(keyword)
     if value is None or value == "":
         return None
     try:
-        return int(value[0] if type(value).__name__ == "MultiValue" else value)
+        return int(value[0] if _many(value) else value)
     except (TypeError, ValueError):
         return None  # tolerant when we read: a malformed IS/US stays unindexed, not a failure
 
@@ -100,8 +105,42 @@ class InstanceAttributes:
     acquisition_date_time: str | None = None
 
 
-def extract_attributes(ds: Dataset) -> InstanceAttributes:
-    """Return the indexed attributes of `ds`; raise InvalidUID when one of its identifying UIDs is bad."""
+# Every keyword extract_attributes reads: the fast header reader collects exactly these.
+INDEXED_KEYWORDS: tuple[str, ...] = (
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "StudyID",
+    "StudyDescription",
+    "SeriesInstanceUID",
+    "Modality",
+    "SeriesNumber",
+    "SeriesDescription",
+    "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime",
+    "BodyPartExamined",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "InstanceNumber",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "AcquisitionDateTime",
+)
+
+
+def extract_attributes(ds: Dataset | Mapping[str, Any]) -> InstanceAttributes:
+    """Return the indexed attributes of a header's values (a pydicom dataset, or the same values by keyword).
+
+    Raises InvalidUID when one of its identifying UIDs is bad.
+    """
     return InstanceAttributes(
         patient_id=_text(ds, "PatientID") or "",
         issuer_of_patient_id=_text(ds, "IssuerOfPatientID") or "",

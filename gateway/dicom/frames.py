@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 
@@ -32,7 +33,7 @@ class PixelDataLayout:
     frames: list[Frame] | None
 
 
-def _native_frame_length(ds: Dataset) -> int | None:
+def _native_frame_length(ds: Dataset | Mapping[str, Any]) -> int | None:
     rows, columns = ds.get("Rows"), ds.get("Columns")
     bits = ds.get("BitsAllocated")
     if not rows or not columns or not bits or bits % 8:  # 1-bit frames are not byte aligned
@@ -40,7 +41,7 @@ def _native_frame_length(ds: Dataset) -> int | None:
     return int(rows) * int(columns) * int(ds.get("SamplesPerPixel", 1) or 1) * (int(bits) // 8)
 
 
-def _frame_count(ds: Dataset) -> int:
+def _frame_count(ds: Dataset | Mapping[str, Any]) -> int:
     try:
         return max(1, int(ds.get("NumberOfFrames", 1) or 1))
     except (TypeError, ValueError):
@@ -66,7 +67,9 @@ def _group(fragments: list[Fragment], item_starts: list[int], boundaries: list[i
     return frames
 
 
-def locate_frames(fp: BinaryIO, ds: Dataset, little_endian: bool, implicit_vr: bool) -> PixelDataLayout | None:
+def locate_frames(
+    fp: BinaryIO, ds: Dataset | Mapping[str, Any], little_endian: bool, implicit_vr: bool
+) -> PixelDataLayout | None:
     """Read the pixel data element header at fp's position and return its frame layout.
 
     `fp` must stand at the start of the Pixel Data element (where pydicom stops with stop_before_pixels).
@@ -105,7 +108,9 @@ def locate_frames(fp: BinaryIO, ds: Dataset, little_endian: bool, implicit_vr: b
     return PixelDataLayout("OB", True, value_offset, None, _encapsulated_frames(fp, ds, value_offset, frame_count))
 
 
-def _encapsulated_frames(fp: BinaryIO, ds: Dataset, value_offset: int, frame_count: int) -> list[Frame] | None:
+def _encapsulated_frames(
+    fp: BinaryIO, ds: Dataset | Mapping[str, Any], value_offset: int, frame_count: int
+) -> list[Frame] | None:
     # PS3.5 A.4: items are always little endian; the first is the Basic Offset Table.
     fp.seek(value_offset)
     offset_table: list[int] = []
