@@ -254,6 +254,8 @@ class _Reader:
                 self.values[keyword] = value
             if json:
                 out[f"{tag:08X}"] = self._json(tag, vr, value)
+        if end is not None and pos != end:
+            raise Unsupported("an element runs past the end of its item")
         return out, pos
 
     def _sequence(self, pos: int, length: int) -> tuple[list[dict[str, Any]], int]:
@@ -271,6 +273,8 @@ class _Reader:
             item_end = None if item_length == _UNDEFINED else pos + 8 + item_length
             item, pos = self.dataset(pos + 8, item_end, top=False)
             items.append(item)
+        if end is not None and pos != end:
+            raise Unsupported("an item runs past the end of its sequence")
         return items, pos
 
     def _json(self, tag: int, vr: str, value: Any) -> dict[str, Any]:
