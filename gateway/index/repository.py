@@ -133,21 +133,46 @@ class IndexRepository:
             with self.sessions.begin() as session:
                 connection = session.connection()
                 recount: dict[int, int] = {}  # series pk -> study pk, recounted once at the end
+                ensured: dict[tuple[Any, ...], tuple[dict[str, Any], int]] = {}  # see _ensure
                 # Writers take study rows in one order (by UID), so two batches cannot deadlock.
                 order = sorted(range(len(records)), key=lambda i: records[i].attributes.study_instance_uid)
                 new = [False] * len(records)
                 for i in order:
-                    new[i] = self._upsert(connection, records[i], recount)
+                    new[i] = self._upsert(connection, records[i], recount, ensured)
                 for series_pk, study_pk in recount.items():
                     self._recount(connection, series_pk, study_pk)
                 return new
         except OperationalError as exc:
             raise IndexUnavailable(f"index database unavailable: {exc.orig or exc}") from exc
 
-    def _upsert(self, connection: Connection, record: InstanceRecord, recount: dict[int, int]) -> bool:
+    @staticmethod
+    def _ensure(
+        ensure: _Ensure,
+        connection: Connection,
+        values: dict[str, Any],
+        ensured: dict[tuple[Any, ...], tuple[dict[str, Any], int]],
+    ) -> int:
+        # Instances of one batch mostly share their patient, study and series rows with the same values:
+        # writing such a row again in the same transaction would change nothing, so it is written once.
+        key = (ensure.key, *(values[name] for name in ensure.key))
+        done = ensured.get(key)
+        if done is not None and done[0] == values:
+            return done[1]
+        pk = ensure(connection, values)
+        ensured[key] = (values, pk)
+        return pk
+
+    def _upsert(
+        self,
+        connection: Connection,
+        record: InstanceRecord,
+        recount: dict[int, int],
+        ensured: dict[tuple[Any, ...], tuple[dict[str, Any], int]],
+    ) -> bool:
         attrs = asdict(record.attributes)
         # The first statement writes, so SQLite takes its write lock at once (no read-to-write upgrade).
-        patient_pk = self._patient(
+        patient_pk = self._ensure(
+            self._patient,
             connection,
             {
                 "patient_id": attrs["patient_id"],
@@ -155,9 +180,11 @@ class IndexRepository:
                 **{f: attrs[f] for f in _PATIENT_FIELDS},
                 "patient_name_upper": normalize_person_name(attrs["patient_name"]),
             },
+            ensured,
         )
         # Locking the study row serializes concurrent writers of one study, so recounts see each other.
-        study_pk = self._study(
+        study_pk = self._ensure(
+            self._study,
             connection,
             {
                 "study_instance_uid": attrs["study_instance_uid"],
@@ -166,8 +193,10 @@ class IndexRepository:
                 **{f: attrs[f] for f in _STUDY_FIELDS},
                 "referring_physician_name_upper": normalize_person_name(attrs["referring_physician_name"]),
             },
+            ensured,
         )
-        series_pk = self._series(
+        series_pk = self._ensure(
+            self._series,
             connection,
             {
                 "series_instance_uid": attrs["series_instance_uid"],
@@ -175,6 +204,7 @@ class IndexRepository:
                 "series_json": record.series_json,
                 **{f: attrs[f] for f in _SERIES_FIELDS},
             },
+            ensured,
         )
         values = {
             "series_pk": series_pk,

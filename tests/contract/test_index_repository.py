@@ -95,6 +95,22 @@ def test_counts_stay_right_in_any_order_and_when_sent_twice(engine: Engine) -> N
     assert rows[0].patient.patient_name == "Doe^Jane"
 
 
+def test_a_batch_counts_like_single_upserts_and_its_last_differing_values_win(engine: Engine) -> None:
+    repository = IndexRepository(engine)
+    study, ct, mr = new_uid(), new_uid(), new_uid()
+    items = [attributes(study, ct, new_uid(), "CT", n) for n in range(5)]
+    items += [attributes(study, mr, new_uid(), "MR", n) for n in range(3)]
+    # The series' description changes within the batch: the row shared by these instances must follow.
+    items.append(replace(attributes(study, ct, new_uid(), "CT", 5), series_description="Axial 2"))
+    assert repository.upsert_instances([record(a) for a in items]) == [True] * 9
+    with repository.sessions() as session:
+        description = session.scalar(select(Series.series_description).where(Series.series_instance_uid == ct))
+    assert description == "Axial 2"
+    assert repository.upsert_instances([record(a) for a in items[:2]]) == [False, False]
+    assert counts(engine, study)[:3] == (2, 9, "CT\\MR")
+    assert sorted(counts(engine, study)[3]) == [3, 6]
+
+
 def test_concurrent_workers_keep_counts_right(engine: Engine) -> None:
     repository = IndexRepository(engine)
     study, series = new_uid(), new_uid()
