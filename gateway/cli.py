@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -145,8 +146,28 @@ def scp(config: ConfigOption = None) -> None:
         services.close()
 
 
-_PR_SET_PDEATHSIG = 1
 _METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when a worker first imports it
+_METRICS_PREFIX = "dicom-gateway-metrics-"
+
+
+def _remove_orphan_metrics_dirs() -> None:
+    """Remove metrics folders left by an `api` that was killed (SIGKILL skips its clean-up)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_METRICS_PREFIX}*-*"):
+        pid = path.name.removeprefix(_METRICS_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("api.metrics_dir_removed", path=str(path), reason="its api process is gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _api_options(settings: Settings) -> dict[str, Any]:
@@ -176,7 +197,8 @@ def api(config: ConfigOption = None) -> None:
     if config is not None:
         os.environ["GATEWAY_CONFIG"] = str(config.resolve())
     # Each worker keeps its metric values in files here, so /metrics can answer for all of them.
-    with tempfile.TemporaryDirectory(prefix="dicom-gateway-metrics-") as metrics_dir:
+    _remove_orphan_metrics_dirs()
+    with tempfile.TemporaryDirectory(prefix=f"{_METRICS_PREFIX}{os.getpid()}-") as metrics_dir:
         os.environ[_METRICS_DIR] = metrics_dir
         # uvicorn's own supervisor: restarts a worker that dies, and on SIGTERM/SIGINT stops them all and waits.
         uvicorn.run(
@@ -189,16 +211,13 @@ def api_worker_app() -> FastAPI:
 
     The worker asks the kernel for SIGTERM when `api` dies, so even a SIGKILLed `api` leaves no orphan.
     """
-    import ctypes
     import multiprocessing
 
     from gateway.api import create_app
     from gateway.services import build_services
+    from gateway.supervisor import die_with_parent
 
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not Linux: uvicorn's supervisor still stops its workers when it exits cleanly
-        pass
+    die_with_parent()
     parent = multiprocessing.parent_process()
     if parent is not None and parent.pid != os.getppid():  # `api` died before the request above took effect
         raise SystemExit("dicom-gateway api exited")

@@ -24,8 +24,11 @@ _PR_SET_PDEATHSIG = 1
 _STOP_TIMEOUT = 15.0
 
 
-def _die_with_parent() -> None:
-    # Linux: children get SIGTERM if `serve` itself is killed, so no orphan outlives it.
+def die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies, so no child outlives a killed parent.
+
+    Elsewhere a no-op: the parent still stops its children when it exits cleanly.
+    """
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
@@ -92,7 +95,7 @@ class EmbeddedRedis:
             "warning",
         ]
         log_file = open(self.run_dir / "redis.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self.process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         client = redis.Redis(unix_socket_path=str(self.socket))
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -135,7 +138,7 @@ class Supervisor:
         return env
 
     def _spawn(self, child: Child, env: dict[str, str]) -> None:
-        child.process = subprocess.Popen(child.argv, env=env, preexec_fn=_die_with_parent)
+        child.process = subprocess.Popen(child.argv, env=env, preexec_fn=die_with_parent)
         log.info("serve.started", child=child.name, pid=child.process.pid)
 
     def _request_stop(self, signum: int, _frame: FrameType | None) -> None:
