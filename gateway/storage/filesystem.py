@@ -26,6 +26,7 @@ class FilesystemStore:
 
     def __init__(self, root: Path, sync: bool = True) -> None:
         self.root = root
+        self._root = os.fspath(root)  # put() and head() build plain strings: pathlib was ~8% of the SCP's CPU
         # sync=False skips fdatasync/fsync (like Orthanc's SyncStorageArea=false): ~4 ms less per
         # instance, but an instance acknowledged just before a power loss may be lost.
         self.sync = sync
@@ -34,12 +35,20 @@ class FilesystemStore:
         check_key(key)
         return self.root / key
 
+    def _file(self, key: str) -> str:
+        check_key(key)
+        return f"{self._root}/{key}"
+
     def put(self, key: str, data: bytes | BinaryIO, length: int | None = None) -> None:
-        path = self._path(key)
-        tmp = path.with_name(f"{path.name}{_TMP_SUFFIX}{uuid.uuid4().hex}")
+        path = self._file(key)
+        tmp = f"{path}{_TMP_SUFFIX}{uuid.uuid4().hex}"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as out:
+            try:
+                out = open(tmp, "wb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:  # the first object of its series: create the folders
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                out = open(tmp, "wb")  # noqa: SIM115 - closed below
+            with out:
                 if isinstance(data, bytes | bytearray | memoryview):
                     out.write(data)
                 else:
@@ -50,14 +59,14 @@ class FilesystemStore:
                     os.fdatasync(out.fileno())
             os.replace(tmp, path)
             if self.sync:
-                dir_fd = os.open(path.parent, os.O_RDONLY)
+                dir_fd = os.open(os.path.dirname(path), os.O_RDONLY)
                 try:
                     os.fsync(dir_fd)
                 finally:
                     os.close(dir_fd)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp)
             raise StorageUnavailable(f"cannot write {key}: {exc.strerror or exc}") from exc
 
     def open(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
@@ -98,7 +107,7 @@ class FilesystemStore:
 
     def head(self, key: str) -> ObjectInfo | None:
         try:
-            return ObjectInfo(key=key, size=self._path(key).stat().st_size)
+            return ObjectInfo(key=key, size=os.stat(self._file(key)).st_size)
         except FileNotFoundError:
             return None
         except OSError as exc:
