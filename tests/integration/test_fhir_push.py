@@ -73,7 +73,13 @@ def test_retries_on_503_and_sends_each_new_version(
         wait_for(lambda: len(state.puts(200)) == 1, timeout=60, what="the new version to be sent")
         stored = state.resources[f"urn:dicom:uid|urn:oid:{study}"]
         assert (stored["meta"]["versionId"], stored["numberOfSeries"], stored["numberOfInstances"]) == ("2", 2, 2)
-        wait_for(lambda: push_state(services, study) == "sent", timeout=30, what="the second push to be recorded")
+
+        # The state already says "sent" (version 1) until the worker records the second push: wait for version 2.
+        def second_recorded() -> bool:
+            pushed = PushStates(services.engine).get("ImagingStudy", study)
+            return pushed is not None and pushed.status == "sent" and pushed.pushed_version == 2
+
+        wait_for(second_recorded, timeout=30, what="the second push to be recorded")
         pushed = PushStates(services.engine).get("ImagingStudy", study)
         assert pushed is not None and (pushed.pushed_version, pushed.attempts) == (2, 0)
         assert services.repository.dead_letters() == []
