@@ -55,7 +55,6 @@ HEADER_KEYWORDS: tuple[str, ...] = (
     "SamplesPerPixel",
     "BitsAllocated",
     "ExtendedOffsetTable",
-    "PixelRepresentation",
 )
 HEADER_TAGS: dict[int, str] = {
     tag: keyword for keyword in HEADER_KEYWORDS if (tag := tag_for_keyword(keyword)) is not None
