@@ -41,7 +41,8 @@ class IndexingService:
         """
         new = self.repository.upsert_instances(records)
         for record, is_new in zip(records, new, strict=True):
-            log.info("index.instance", key=record.object_key, new=is_new)
+            log.debug("index.instance", key=record.object_key, new=is_new)
+        log.info("index.batch", instances=len(records), new=sum(new))
         return new
 
     def record(self, key: str) -> InstanceRecord:

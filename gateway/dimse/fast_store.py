@@ -9,6 +9,13 @@ PDUs, PS3.7 C-STORE and C-ECHO commands), so this module serves it directly with
 one buffer per PDU, while pynetdicom still parses and builds the association PDUs and negotiates the
 presentation contexts, and still serves every other association.
 
+Negotiation is remembered per distinct A-ASSOCIATE-RQ: pynetdicom builds and validates a UID object
+for every proposed abstract and transfer syntax, ~80 ms of CPU for a storescu proposing its 120-odd
+storage contexts, every association, longer than storing a hundred CT images' worth of PDUs. A modality
+sends the same request bytes on every association, and for a storage-only request the outcome (the
+accepted contexts and the A-ASSOCIATE-AC) depends on those bytes alone; admission (AE title policy,
+association limit) still runs for every association.
+
 An association is served here only when its A-ASSOCIATE-RQ (read with MSG_PEEK, so nothing is
 consumed otherwise) proposes nothing but storage and verification SOP classes, and no user-information
 item beyond maximum length, implementation identity and asynchronous operations window; TLS
@@ -22,6 +29,7 @@ import socket
 import struct
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +57,7 @@ log = structlog.get_logger(__name__)
 APPLICATION_CONTEXT_NAME = "1.2.840.10008.3.1.1.1"  # PS3.7 A.2.1 DICOM Application Context Name
 _LARGEST_ASSOCIATE_RQ = 1 << 16  # an A-ASSOCIATE-RQ this large is unusual: pynetdicom may have it
 _LARGEST_PDU_UNLIMITED = 1 << 28  # the cap on one PDU when max_pdu is 0 ("no limit")
+_REMEMBERED_NEGOTIATIONS = 32  # distinct A-ASSOCIATE-RQs (peers × their request variants) kept decoded
 
 # PS3.8 9.3.1 PDU types.
 _A_ASSOCIATE_RQ = 0x01
@@ -235,6 +244,15 @@ def eligible(request: A_ASSOCIATE, abstract_syntaxes: frozenset[str]) -> bool:
 # --- Serving one association ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Negotiation:
+    """What one A-ASSOCIATE-RQ decides, made once per distinct request bytes and shared by its associations."""
+
+    request: A_ASSOCIATE
+    contexts: dict[int, tuple[str, str]]  # accepted context ID -> (abstract syntax, transfer syntax)
+    accept_pdu: bytes  # the A-ASSOCIATE-AC to send once the association is admitted
+
+
 @dataclass
 class _Message:
     """A DIMSE message being reassembled from PDVs."""
@@ -265,32 +283,75 @@ class FastStoreAcceptor:
         self.max_associations = max_associations
         self.abstract_syntaxes = storage_abstract_syntaxes(ae)
         self._active: dict[socket.socket, threading.Lock] = {}
+        self._negotiations: OrderedDict[bytes, Negotiation | None] = OrderedDict()  # see the module docstring
         self._lock = threading.Lock()
 
-    def claim(self, sock: socket.socket) -> A_ASSOCIATE | None:
-        """Peek at a new connection; return its A-ASSOCIATE-RQ when this receiver should serve it."""
+    def claim(self, sock: socket.socket) -> Negotiation | None:
+        """Peek at a new connection; return its negotiation when this receiver should serve it."""
+        raw = peek_associate_request(sock, self.network_timeout)
+        if raw is None:
+            return None
+        with self._lock:
+            if raw in self._negotiations:
+                self._negotiations.move_to_end(raw)
+                return self._negotiations[raw]
+        negotiation = self._negotiate(raw)
+        with self._lock:
+            self._negotiations[raw] = negotiation
+            while len(self._negotiations) > _REMEMBERED_NEGOTIATIONS:
+                self._negotiations.popitem(last=False)
+        return negotiation
+
+    def _negotiate(self, raw: bytes) -> Negotiation | None:
         try:
-            raw = peek_associate_request(sock, self.network_timeout)
-            if raw is None:
-                return None
             pdu = A_ASSOCIATE_RQ()
             pdu.decode(raw)
             request = pdu.to_primitive()
         except Exception:  # anything unusual is pynetdicom's to judge and answer
             return None
-        return request if eligible(request, self.abstract_syntaxes) else None
+        if not eligible(request, self.abstract_syntaxes):
+            return None
+        proposed = request.presentation_context_definition_list
+        # An eligible request proposes no C-MOVE / C-GET context, the only ones a permission check refuses.
+        ours = preferred_contexts(self.ae.supported_contexts, proposed, lambda _operation: True, {})
+        results, _roles = negotiate_as_acceptor(proposed, ours)
+        contexts = {
+            int(cx.context_id): (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+            for cx in results
+            if cx.result == 0x00 and cx.context_id is not None
+        }
+        return Negotiation(request, contexts, self._accept_pdu(request, results))
+
+    def _accept_pdu(self, request: A_ASSOCIATE, results: list[PresentationContext]) -> bytes:
+        primitive = A_ASSOCIATE()
+        primitive.application_context_name = UID(APPLICATION_CONTEXT_NAME)
+        primitive.calling_ae_title = request.calling_ae_title
+        primitive.called_ae_title = request.called_ae_title
+        primitive.result = 0x00
+        primitive.result_source = 0x01
+        primitive.presentation_context_definition_results_list = results
+        maximum = MaximumLengthNotification()
+        maximum.maximum_length_received = self.max_pdu
+        implementation = ImplementationClassUIDNotification()
+        implementation.implementation_class_uid = self.ae.implementation_class_uid
+        version = ImplementationVersionNameNotification()
+        version.implementation_version_name = self.ae.implementation_version_name
+        primitive.user_information = [maximum, implementation, version]
+        pdu = A_ASSOCIATE_AC()
+        pdu.from_primitive(primitive)
+        return bytes(pdu.encode())
 
     def active_count(self) -> int:
         with self._lock:
             return len(self._active)
 
-    def serve(self, sock: socket.socket, address: tuple[str, int], request: A_ASSOCIATE) -> None:
+    def serve(self, sock: socket.socket, address: tuple[str, int], negotiation: Negotiation) -> None:
         """Run one association to its end (release, abort, error or timeout), then close the socket."""
         send_lock = threading.Lock()
         with self._lock:
             self._active[sock] = send_lock
         try:
-            _FastAssociation(self, sock, address, request, send_lock).run()
+            _FastAssociation(self, sock, address, negotiation, send_lock).run()
         finally:
             with self._lock:
                 self._active.pop(sock, None)
@@ -320,12 +381,13 @@ class _FastAssociation:
         acceptor: FastStoreAcceptor,
         sock: socket.socket,
         address: tuple[str, int],
-        request: A_ASSOCIATE,
+        negotiation: Negotiation,
         send_lock: threading.Lock,
     ) -> None:
         self.acceptor = acceptor
         self.sock = sock
-        self.request = request
+        self.negotiation = negotiation
+        request = negotiation.request
         self.send_lock = send_lock
         self.session = PeerSession(
             calling_ae=str(request.calling_ae_title).strip(),
@@ -408,41 +470,10 @@ class _FastAssociation:
         if rejection is not None:
             self._send(reject_pdu(rejection, 0x01))
             return False
-        entry = self.session.entry
-        ours = preferred_contexts(
-            acceptor.ae.supported_contexts,
-            self.request.presentation_context_definition_list,
-            lambda operation: acceptor.tracker.policy.permits(entry, operation),
-            self.peer,
-        )
-        results, _roles = negotiate_as_acceptor(self.request.presentation_context_definition_list, ours)
-        self.contexts = {
-            int(cx.context_id): (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
-            for cx in results
-            if cx.result == 0x00 and cx.context_id is not None
-        }
-        self._send(self._accept_pdu(results))
+        self.contexts = self.negotiation.contexts
+        self._send(self.negotiation.accept_pdu)
         log.info("dimse.association.accepted", receiver="fast", contexts=len(self.contexts), **self.peer)
         return True
-
-    def _accept_pdu(self, results: list[PresentationContext]) -> bytes:
-        primitive = A_ASSOCIATE()
-        primitive.application_context_name = UID(APPLICATION_CONTEXT_NAME)
-        primitive.calling_ae_title = self.request.calling_ae_title
-        primitive.called_ae_title = self.request.called_ae_title
-        primitive.result = 0x00
-        primitive.result_source = 0x01
-        primitive.presentation_context_definition_results_list = results
-        maximum = MaximumLengthNotification()
-        maximum.maximum_length_received = self.acceptor.max_pdu
-        implementation = ImplementationClassUIDNotification()
-        implementation.implementation_class_uid = self.acceptor.ae.implementation_class_uid
-        version = ImplementationVersionNameNotification()
-        version.implementation_version_name = self.acceptor.ae.implementation_version_name
-        primitive.user_information = [maximum, implementation, version]
-        pdu = A_ASSOCIATE_AC()
-        pdu.from_primitive(primitive)
-        return bytes(pdu.encode())
 
     def _serve_messages(self) -> None:
         message: _Message | None = None

@@ -293,7 +293,9 @@ def store_instance(
         return store_status(exc), "internal error"
     if session is not None:
         session.count("C-STORE", 1, len(data))
-    log.info("dimse.store", key=result.key, written=result.written, **peer)
+    # One line per instance only at DEBUG: a push of thousands of images is summarised at INFO by
+    # dimse.association.closed (and the association log); failures are logged above at WARNING.
+    log.debug("dimse.store", key=result.key, written=result.written, **peer)
     return SUCCESS, ""
 
 

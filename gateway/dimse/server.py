@@ -28,9 +28,9 @@ class GatewayAssociationServer(ThreadedAssociationServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         fast_store = self.fast_store
         if fast_store is not None and type(request) is socket.socket:  # not TLS (an SSLSocket)
-            associate_request = fast_store.claim(request)
-            if associate_request is not None:
-                fast_store.serve(request, client_address, associate_request)
+            negotiation = fast_store.claim(request)
+            if negotiation is not None:
+                fast_store.serve(request, client_address, negotiation)
                 return
         super().finish_request(request, client_address)
 

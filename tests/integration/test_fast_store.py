@@ -27,7 +27,7 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification  # type: ignore[attr-defined]
 
 from gateway.dimse import status
-from gateway.dimse.fast_store import FastStoreAcceptor, parse_command
+from gateway.dimse.fast_store import FastStoreAcceptor, Negotiation, parse_command
 from gateway.dimse.server import start_scp
 from gateway.services import Services
 from tests.factories import make_dataset, to_part10_bytes
@@ -143,9 +143,9 @@ def test_storage_push_is_served_by_the_fast_receiver_and_query_by_pynetdicom(
     served: list[str] = []
     original = FastStoreAcceptor.serve
 
-    def spy(self: FastStoreAcceptor, sock: socket.socket, address: tuple[str, int], request: A_ASSOCIATE) -> None:
-        served.append(str(request.calling_ae_title).strip())
-        original(self, sock, address, request)
+    def spy(self: FastStoreAcceptor, sock: socket.socket, address: tuple[str, int], negotiation: Negotiation) -> None:
+        served.append(str(negotiation.request.calling_ae_title).strip())
+        original(self, sock, address, negotiation)
 
     monkeypatch.setattr(FastStoreAcceptor, "serve", spy)
     ds = make_dataset()
@@ -183,6 +183,53 @@ def test_storage_push_is_served_by_the_fast_receiver_and_query_by_pynetdicom(
     finally:
         peer.close()
     assert served == ["PUSHER"]
+
+
+def test_a_repeated_request_is_negotiated_once_and_each_association_still_admitted(
+    scp: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    negotiated: list[bytes] = []
+    original = FastStoreAcceptor._negotiate
+
+    def spy(self: FastStoreAcceptor, raw: bytes) -> Negotiation | None:
+        negotiated.append(raw)
+        return original(self, raw)
+
+    monkeypatch.setattr(FastStoreAcceptor, "_negotiate", spy)
+    ct = (1, CTImageStorage, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+    accepts = []
+    for number, contexts in enumerate([(ct,), (ct,), (ct, (3, Verification, [ImplicitVRLittleEndian]))]):
+        ds = make_dataset(rows=8, columns=8)
+        peer = RawPeer(scp.port)
+        try:
+            accepts.append(peer.associate(*contexts))
+            peer.p_data((1, 0x03, store_command(ds, message_id=number + 1)))
+            peer.p_data((1, 0x02, dataset_bytes(to_part10_bytes(ds, ImplicitVRLittleEndian))))
+            assert struct.unpack("<H", peer.response()[0x0900])[0] == status.SUCCESS
+        finally:
+            peer.close()
+        key = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+        assert scp.services.store.head(key) is not None
+    assert len(negotiated) == 2, "the second, identical request must reuse the first one's negotiation"
+    assert negotiated[0] != negotiated[1]
+    assert accepts[0] == accepts[1] != accepts[2]
+
+    # Remembered negotiation or not, admission runs for every association: a full gateway still refuses.
+    blocker = RawPeer(scp.port)
+    try:
+        blocker.associate(ct)
+        acceptor = scp.server.fast_store
+        assert acceptor is not None
+        monkeypatch.setattr(acceptor, "max_associations", 1)
+        late = RawPeer(scp.port)
+        try:
+            late.sock.sendall(associate_rq(ct))
+            assert late.receive() == (0x03, bytes((0, 0x02, 0x03, 0x02)))
+        finally:
+            late.close()
+    finally:
+        blocker.close()
+    assert len(negotiated) == 2
 
 
 def test_fragmented_message_over_many_pdus_is_stored_and_released(scp: Running) -> None:
