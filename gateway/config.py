@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     s3_secret_key: SecretStr | None = None
     broker_url: str = ""
     workers: int = Field(default=2, ge=1, le=64)
+    # CPU priority (nice) of the workers: indexing is background work, so on a busy machine the SCP
+    # answering modalities and the API answering viewers go first, and indexing takes the CPU left.
+    worker_nice: int = Field(default=10, ge=0, le=19)
     scp_processes: int = Field(default=1, ge=1, le=64)
     # Storage-only associations go to the gateway's own C-STORE receiver (gateway/dimse/fast_store.py);
     # false sends every association through pynetdicom.

@@ -23,6 +23,8 @@ def main() -> None:
         sys.stderr.write("invalid setting GATEWAY_BROKER_URL: a worker needs a broker URL\n")
         raise SystemExit(2)
     configure_logging(settings.log_level, settings.log_format)
+    # Lower our priority (inherited by the pool processes) below the SCP's and the API's: see worker_nice.
+    os.nice(settings.worker_nice)
     app = make_celery(settings)
     app.worker_main(
         [

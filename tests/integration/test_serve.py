@@ -86,6 +86,13 @@ def test_serve_ingests_storescu_and_lists_studies_then_stops_cleanly(tmp_path: P
     served = Served(data_dir, tmp_path / "serve.log")
     try:
         wait_for(served.ready, timeout=60, what="serve to become ready")
+        # Indexing is background work: the workers (and their pool) run below the SCP's and API's priority.
+        base = os.nice(0)
+        workers, others = set(), set()
+        for child in psutil.Process(served.process.pid).children(recursive=True):
+            (workers if child.cmdline()[1:3] == ["-m", "workers"] else others).add(child.nice())
+        assert workers == {min(19, base + 10)}, "the worker and its pool processes run at the lower priority"
+        assert others == {base}, "the SCP, the API and Redis keep serve's priority"
         result = subprocess.run(
             [
                 *("storescu", "-v", "-nh", "-xf", str(profile), "Default", "-aec", "DICOMGW", "+sd", "+r"),
