@@ -123,7 +123,11 @@ def scp(config: ConfigOption = None) -> None:
     services = build_services(settings, broker_url=_broker_url(settings))
     _apply_declared_aes(settings, services.engine)
     # Received instances are journaled here and published to the workers in batches (index_journal.py).
-    journal = JournaledIndexQueue(services.queue, settings.data_dir.resolve() / "run" / "index-journal")
+    journal = JournaledIndexQueue(
+        services.queue,
+        settings.data_dir.resolve() / "run" / "index-journal",
+        min_interval=settings.index_batch_interval,
+    )
     services.ingest = IngestService(services.store, journal, settings.storage_prefix)
     reuse_port = settings.scp_processes > 1
     try:

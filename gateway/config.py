@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     # answering modalities and the API answering viewers go first, and indexing takes the CPU left.
     worker_nice: int = Field(default=10, ge=0, le=19)
     scp_processes: int = Field(default=1, ge=1, le=64)
+    # Under a steady push the SCP hands received instances to the workers at most this often (seconds),
+    # as one task per batch; a lone instance goes at once. Longer: fewer, larger index transactions and
+    # less SCP CPU per instance; shorter: searchable sooner.
+    index_batch_interval: float = Field(default=0.5, ge=0.0, le=10.0)
     # Storage-only associations go to the gateway's own C-STORE receiver (gateway/dimse/fast_store.py);
     # false sends every association through pynetdicom.
     scp_fast_store: bool = True

@@ -61,6 +61,45 @@ def test_keys_are_published_in_batches_and_the_journal_empties(tmp_path: Path) -
     assert list(tmp_path.glob("*.keys")) == []
 
 
+class SlowBroker(FakeBroker):
+    """Each publish blocks until the test lets it go, as a busy broker would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def enqueue_index_batch(self, keys: list[str]) -> None:
+        self.entered.set()
+        if self.batches:  # the first, synchronous publish proves the broker
+            self.release.wait(10)
+        super().enqueue_index_batch(keys)
+
+
+def test_keys_arriving_during_a_publish_wait_for_the_next_batch_and_a_full_batch_goes_at_once(
+    tmp_path: Path,
+) -> None:
+    broker = SlowBroker()
+    queue = JournaledIndexQueue(broker, tmp_path, linger=0.0, min_interval=0.5, max_batch=10)
+    queue.enqueue_index("s/r/0.dcm")  # synchronous
+    broker.entered.clear()
+    queue.enqueue_index("s/r/1.dcm")
+    assert broker.entered.wait(10), "the background publish started"
+    during = [f"s/r/{n}.dcm" for n in range(2, 6)]
+    for key in during:
+        queue.enqueue_index(key)
+    broker.release.set()
+    wait_until(lambda: broker.published() == ["s/r/0.dcm", "s/r/1.dcm", *during])
+    assert broker.batches == [["s/r/0.dcm"], ["s/r/1.dcm"], during], "one batch per interval, not one per key"
+
+    backlog = [f"s/r/b{n}.dcm" for n in range(25)]
+    for key in backlog:
+        queue.enqueue_index(key)
+    wait_until(lambda: queue.pending() == 0)
+    assert [len(batch) for batch in broker.batches[3:]] == [10, 10, 5], "full batches do not wait"
+    queue.close()
+
+
 def test_unknown_broker_state_publishes_synchronously_and_refuses_when_down(tmp_path: Path) -> None:
     broker = FakeBroker()
     broker.down = True
