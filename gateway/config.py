@@ -85,7 +85,8 @@ class Settings(BaseSettings):
     # CPU priority (nice) of the workers: indexing is background work, so on a busy machine the SCP
     # answering modalities and the API answering viewers go first, and indexing takes the CPU left.
     worker_nice: int = Field(default=10, ge=0, le=19)
-    scp_processes: int = Field(default=1, ge=1, le=64)
+    # Two by default: parallel associations then run on two cores instead of sharing one GIL.
+    scp_processes: int = Field(default=2, ge=1, le=64)
     # Under a steady push the SCP hands received instances to the workers at most this often (seconds),
     # as one task per batch; a lone instance goes at once. Longer: fewer, larger index transactions and
     # less SCP CPU per instance; shorter: searchable sooner.
