@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, insert, select, update
@@ -97,13 +97,35 @@ _STUDY_SERIES = (
 _STUDY_COUNT = (
     update(_table(Study)).where(_table(Study).c.pk == bindparam("count_study_pk")).values(updated_at=func.now())
 )
-_PREVIOUS_SERIES = select(Instance.series_pk).where(Instance.sop_instance_uid == bindparam("sop"))
+_PREVIOUS_SERIES = select(Instance.sop_instance_uid, Instance.series_pk).where(
+    Instance.sop_instance_uid.in_(bindparam("sops", expanding=True))
+)
+_SERIES_STUDY = select(Series.study_pk).where(Series.pk == bindparam("series_pk"))
 _INSERT_INSTANCE = insert(_table(Instance)).values(indexed_at=func.now())
 _UPDATE_INSTANCE = (
     update(_table(Instance))
     .where(_table(Instance).c.sop_instance_uid == bindparam("sop"))
     .values(indexed_at=func.now())
 )
+
+
+def _instance_row(record: InstanceRecord, series_pk: int) -> dict[str, Any]:
+    attrs = record.attributes
+    return {
+        "sop_instance_uid": attrs.sop_instance_uid,
+        "series_pk": series_pk,
+        "sop_class_uid": attrs.sop_class_uid,
+        "instance_number": attrs.instance_number,
+        "rows": attrs.rows,
+        "columns": attrs.columns,
+        "number_of_frames": attrs.number_of_frames,
+        "acquisition_date_time": attrs.acquisition_date_time,
+        "transfer_syntax_uid": record.transfer_syntax_uid,
+        "object_key": record.object_key,
+        "size": record.size,
+        "metadata_json": record.metadata_json,
+        "frame_offsets": record.frame_offsets,
+    }
 
 
 class IndexRepository:
@@ -127,23 +149,51 @@ class IndexRepository:
     def upsert_instances(self, records: Sequence[InstanceRecord]) -> list[bool]:
         """Upsert several instances in one transaction (one commit); True for each that was new.
 
+        An instance twice in the batch is new at most once, and its last record wins.
         Raises IndexUnavailable when the database cannot be reached.
         """
         try:
             with self.sessions.begin() as session:
                 connection = session.connection()
-                recount: dict[int, int] = {}  # series pk -> study pk, recounted once at the end
                 ensured: dict[tuple[Any, ...], tuple[dict[str, Any], int]] = {}  # see _ensure
-                # Writers take study rows in one order (by UID), so two batches cannot deadlock.
+                # Writers take study rows in one order (by UID), so two batches cannot deadlock. The
+                # first statement writes, so SQLite takes its write lock at once (no read-to-write upgrade).
                 order = sorted(range(len(records)), key=lambda i: records[i].attributes.study_instance_uid)
-                new = [False] * len(records)
+                series: dict[int, tuple[int, int]] = {}  # record index -> (series pk, study pk)
                 for i in order:
-                    new[i] = self._upsert(connection, records[i], recount, ensured)
-                for series_pk, study_pk in recount.items():
-                    self._recount(connection, series_pk, study_pk)
-                return new
+                    series[i] = self._parents(connection, records[i], ensured)
+                return self._write_instances(connection, records, series)
         except OperationalError as exc:
             raise IndexUnavailable(f"index database unavailable: {exc.orig or exc}") from exc
+
+    def _write_instances(
+        self, connection: Connection, records: Sequence[InstanceRecord], series: dict[int, tuple[int, int]]
+    ) -> list[bool]:
+        # Whole-batch statements: one SELECT for the instances already indexed, then one executemany
+        # INSERT (and UPDATE): per-instance statements were most of the workers' SQL time.
+        sops = [record.attributes.sop_instance_uid for record in records]
+        previous: dict[str, int] = {}
+        for start in range(0, len(sops), 500):  # stay under SQL parameter limits
+            for sop, series_pk in connection.execute(_PREVIOUS_SERIES, {"sops": sops[start : start + 500]}):
+                previous[sop] = series_pk
+        recount = dict(sorted(series.values()))
+        for series_pk in set(previous.values()) - recount.keys():  # an instance moved to another series
+            recount[series_pk] = connection.execute(_SERIES_STUDY, {"series_pk": series_pk}).scalar_one()
+        values: dict[str, dict[str, Any]] = {}  # SOP -> its last record's row
+        new = [False] * len(records)
+        for i, record in enumerate(records):
+            sop = sops[i]
+            new[i] = sop not in previous and sop not in values
+            values[sop] = _instance_row(record, series[i][0])
+        inserts = [row for sop, row in values.items() if sop not in previous]
+        updates = [{**row, "sop": sop} for sop, row in values.items() if sop in previous]
+        if inserts:
+            connection.execute(_INSERT_INSTANCE, inserts)
+        if updates:
+            connection.execute(_UPDATE_INSTANCE, updates)
+        for series_pk, study_pk in recount.items():
+            self._recount(connection, series_pk, study_pk)
+        return new
 
     @staticmethod
     def _ensure(
@@ -162,15 +212,14 @@ class IndexRepository:
         ensured[key] = (values, pk)
         return pk
 
-    def _upsert(
+    def _parents(
         self,
         connection: Connection,
         record: InstanceRecord,
-        recount: dict[int, int],
         ensured: dict[tuple[Any, ...], tuple[dict[str, Any], int]],
-    ) -> bool:
-        attrs = asdict(record.attributes)
-        # The first statement writes, so SQLite takes its write lock at once (no read-to-write upgrade).
+    ) -> tuple[int, int]:
+        """Insert or update the record's patient, study and series rows; return (series pk, study pk)."""
+        attrs = vars(record.attributes)  # flat scalars: no deep copy (dataclasses.asdict) needed
         patient_pk = self._ensure(
             self._patient,
             connection,
@@ -206,31 +255,7 @@ class IndexRepository:
             },
             ensured,
         )
-        values = {
-            "series_pk": series_pk,
-            "sop_class_uid": attrs["sop_class_uid"],
-            "instance_number": attrs["instance_number"],
-            "rows": attrs["rows"],
-            "columns": attrs["columns"],
-            "number_of_frames": attrs["number_of_frames"],
-            "acquisition_date_time": attrs["acquisition_date_time"],
-            "transfer_syntax_uid": record.transfer_syntax_uid,
-            "object_key": record.object_key,
-            "size": record.size,
-            "metadata_json": record.metadata_json,
-            "frame_offsets": record.frame_offsets,
-        }
-        sop = attrs["sop_instance_uid"]
-        previous = connection.execute(_PREVIOUS_SERIES, {"sop": sop}).scalar_one_or_none()
-        if previous is None:
-            connection.execute(_INSERT_INSTANCE, {"sop_instance_uid": sop, **values})
-        else:
-            connection.execute(_UPDATE_INSTANCE, {"sop": sop, **values})
-        recount[series_pk] = study_pk
-        if previous is not None and previous != series_pk:
-            old_study = connection.execute(select(Series.study_pk).where(Series.pk == previous)).scalar_one()
-            recount[previous] = old_study
-        return previous is None
+        return series_pk, study_pk
 
     @staticmethod
     def _recount(connection: Connection | Session, series_pk: int, study_pk: int) -> None:

@@ -146,6 +146,25 @@ def test_instance_moved_to_another_series_is_recounted(engine: Engine) -> None:
         )
 
 
+def test_an_instance_twice_in_a_batch_is_new_once_and_its_last_record_wins(engine: Engine) -> None:
+    repository = IndexRepository(engine)
+    study, first, second, sop, moved = new_uid(), new_uid(), new_uid(), new_uid(), new_uid()
+    repository.upsert_instance(record(attributes(study, first, moved)))
+    batch = [
+        record(attributes(study, first, sop, number=1)),
+        record(attributes(study, first, new_uid(), number=2)),
+        record(attributes(study, first, sop, number=7)),  # sent again, renumbered
+        record(replace(attributes(study, second, moved), modality="MR")),  # indexed before: moves series
+    ]
+    assert repository.upsert_instances(batch) == [True, True, False, False]
+    assert counts(engine, study) == (2, 3, "CT\\MR", [2, 1] if first < second else [1, 2])
+    with repository.sessions() as session:
+        assert session.scalar(select(Instance.instance_number).where(Instance.sop_instance_uid == sop)) == 7
+        assert session.scalar(select(Instance.object_key).where(Instance.sop_instance_uid == moved)).startswith(
+            f"{study}/{second}/"
+        )
+
+
 def test_dead_letters_are_kept(engine: Engine) -> None:
     repository = IndexRepository(engine)
     repository.record_dead_letter("gateway.index_instance", "tid", "a/b/c.dcm", "InvalidDicom: broken", 0)
