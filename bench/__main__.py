@@ -15,7 +15,7 @@ from bench.corpus import CorpusSpec, default_cache_dir, load_or_generate, study_
 from bench.debian import ensure_tools
 from bench.report import print_table, write_results
 from bench.runner import Options, Run, parameters
-from bench.servers import DEFAULT_SERVER_NAMES, SERVER_NAMES
+from bench.servers import DEFAULT_SERVER_NAMES, SERVER_NAMES, parse_gateway_env
 from bench.system import machine_info
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,13 +35,10 @@ def _servers(only: str | None) -> list[str]:
 
 
 def _gateway_settings(pairs: list[str] | None) -> dict[str, str]:
-    settings = {}
-    for pair in pairs or []:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.startswith("GATEWAY_"):
-            raise typer.BadParameter(f"expected GATEWAY_NAME=VALUE, got {pair!r}", param_hint="--gateway-env")
-        settings[name] = value
-    return settings
+    try:
+        return parse_gateway_env(pairs)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--gateway-env") from None
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:

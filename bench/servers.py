@@ -27,6 +27,17 @@ START_TIMEOUT = 90.0
 STORESCP_MAX_PDU = 131072
 
 
+def parse_gateway_env(pairs: list[str] | None) -> dict[str, str]:
+    """GATEWAY_NAME=VALUE pairs (the --gateway-env options) as a dict; raises ValueError naming a bad one."""
+    settings = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.startswith("GATEWAY_"):
+            raise ValueError(f"expected GATEWAY_NAME=VALUE, got {pair!r}")
+        settings[name] = value
+    return settings
+
+
 def clean_environment() -> dict[str, str]:
     """Our environment without GATEWAY_* settings (a developer's shell must not change what is measured)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_") and k != "TCP_NODELAY"}

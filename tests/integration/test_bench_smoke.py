@@ -63,3 +63,19 @@ def test_bench_runs_every_server_on_a_tiny_corpus(tmp_path: Path) -> None:
     assert all(server in header for server in SERVER_NAMES)
     assert "gateway / tuned Orthanc" in header
     assert all(server in result.stdout for server in SERVER_NAMES)
+
+
+def test_cpu_split_prints_each_process_and_the_load(tmp_path: Path) -> None:
+    tools = find_tools()
+    if not (tools.storescu and tools.echoscu):
+        pytest.skip("DCMTK is not installed: apt-get install dcmtk")
+    command = [
+        *(sys.executable, "-m", "bench.cpu", "--instances=8", "--size=64", "--associations=2", "--no-install"),
+        f"--corpus-dir={tmp_path / 'corpus'}",
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") >= 5}
+    assert any(name.startswith("python -m gateway scp") for name in rows), result.stdout
+    assert "storescu (the load)" in rows and "everything" in rows, result.stdout
+    assert "gateway: " in result.stdout and "inst/s with 2 association(s)" in result.stdout

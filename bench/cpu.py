@@ -1,0 +1,130 @@
+"""CPU per stored instance of every process of a server under test while storescu pushes the corpus.
+
+    python -m bench.cpu                                    # the gateway, 4 associations, 300 instances
+    python -m bench.cpu --server orthanc-tuned             # the same push into the tuned Orthanc
+    python -m bench.cpu --gateway-env GATEWAY_SCP_PROCESSES=1
+
+Once every core is busy (4 associations on 2 cores) throughput is decided by the CPU each instance
+costs, summed over every process: the SCP, the workers, the API answering the searchable polls, and
+storescu itself. This prints user and kernel milliseconds per instance for each process (psutil), from
+the first C-STORE until every instance is searchable. CPU per instance moves far less between runs on a
+shared machine than instances per second, so it is the figure to judge a change by.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import psutil
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.corpus import CorpusSpec, default_cache_dir, load_or_generate
+from bench.debian import ensure_tools
+from bench.loads import store, wait_searchable
+from bench.servers import SERVER_NAMES, make_server, parse_gateway_env
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+def _label(process: psutil.Process) -> str:
+    argv = process.cmdline()
+    if argv[1:3] == ["-B", "-c"]:
+        return "python (multiprocessing child, e.g. an API process)"
+    return " ".join([Path(argv[0]).name, *argv[1:4]])[:50] if argv else process.name()
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def _times(processes: list[psutil.Process]) -> dict[int, tuple[float, float, str]]:
+    times = {}
+    for process in processes:
+        try:
+            cpu = process.cpu_times()
+            times[process.pid] = (cpu.user, cpu.system, _label(process))
+        except psutil.NoSuchProcess:
+            continue
+    return times
+
+
+@app.command()
+def main(
+    server_name: Annotated[str, typer.Option("--server", help=f"One of {', '.join(SERVER_NAMES)}.")] = "gateway",
+    instances: Annotated[int, typer.Option(min=1, help="Instances pushed.")] = 300,
+    size: Annotated[int, typer.Option(min=8, help="Rows and columns of each image.")] = 512,
+    associations: Annotated[int, typer.Option("--associations", "-a", min=1, help="Parallel storescu.")] = 4,
+    gateway_env: Annotated[
+        list[str] | None, typer.Option(help="GATEWAY_NAME=VALUE for the gateway (repeatable).")
+    ] = None,
+    corpus_dir: Annotated[Path | None, typer.Option(help="Corpus cache folder.")] = None,
+    install: Annotated[bool, typer.Option(help="apt-get install missing Debian packages (as root).")] = True,
+) -> None:
+    """Start the server, push the corpus with storescu, print the CPU each process spent per instance."""
+    if server_name not in SERVER_NAMES:
+        raise typer.BadParameter(f"choose from {', '.join(SERVER_NAMES)}", param_hint="--server")
+    try:
+        settings = parse_gateway_env(gateway_env)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--gateway-env") from None
+    console = Console()
+    if not console.is_terminal:
+        console.width = 120
+    tools = ensure_tools({server_name}, console, install=install)
+    corpus, _ = load_or_generate(CorpusSpec(instances, 10, 4, size), corpus_dir or default_cache_dir())
+    work = Path(tempfile.mkdtemp(prefix="dicom-gateway-cpu-"))
+    server = make_server(server_name, tools, work / server_name, settings)
+    try:
+        server.start()
+        assert server.process is not None and tools.storescu is not None
+        time.sleep(1.0)  # let start-up work (migrations, worker pool) finish before counting
+        before = _times(_tree(server.process.pid))
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ingest = store(tools.storescu, server.ae_title, server.dicom_port, corpus.files, associations, work)
+        searchable = 0.0
+        if server.web_root is not None:
+            with httpx.Client(timeout=10) as client:
+                searchable = wait_searchable(lambda: server.searchable_instances(client), len(corpus.files), 120)
+        after = _times(_tree(server.process.pid))
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    per = 1000.0 / ingest.instances  # seconds in total -> milliseconds per instance
+    table = Table(
+        title=f"{server_name}: {ingest.instances_per_second:.0f} inst/s with {associations} association(s), "
+        f"searchable {searchable:.2f} s after the last store; CPU ms per instance"
+    )
+    for column in ("process", "pid", "user", "kernel", "total"):
+        table.add_column(column, justify="left" if column == "process" else "right")
+    server_total = 0.0
+    for pid, (user, system, label) in sorted(after.items(), key=lambda item: -(item[1][0] + item[1][1])):
+        start_user, start_system, _ = before.get(pid, (0.0, 0.0, label))
+        used_user, used_system = (user - start_user) * per, (system - start_system) * per
+        server_total += used_user + used_system
+        if used_user + used_system >= 0.05:
+            table.add_row(label, str(pid), f"{used_user:.2f}", f"{used_system:.2f}", f"{used_user + used_system:.2f}")
+    load_user = (children_after.ru_utime - children_before.ru_utime) * per
+    load_system = (children_after.ru_stime - children_before.ru_stime) * per
+    table.add_row("storescu (the load)", "", f"{load_user:.2f}", f"{load_system:.2f}", f"{load_user + load_system:.2f}")
+    table.add_row("server, all processes", "", "", "", f"{server_total:.2f}")
+    table.add_row("everything", "", "", "", f"{server_total + load_user + load_system:.2f}")
+    console.print(table)
+    cores = os.cpu_count() or 1
+    budget = 1000 * cores / ingest.instances_per_second
+    console.print(f"{cores} cores at this rate: {budget:.2f} ms of CPU per instance if every core were busy")
+
+
+if __name__ == "__main__":
+    app()
