@@ -17,7 +17,6 @@ import os
 import resource
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -87,7 +86,6 @@ def main(
     try:
         server.start()
         assert server.process is not None and tools.storescu is not None
-        time.sleep(1.0)  # let start-up work (migrations, worker pool) finish before counting
         before = _times(_tree(server.process.pid))
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         ingest = store(tools.storescu, server.ae_title, server.dicom_port, corpus.files, associations, work)

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from bench.debian import Tools
-from bench.system import free_port, spawn, stop_tree
+from bench.system import free_port, spawn, stop_tree, wait_idle
 
 # "gateway-nosync" (not run unless named with --only) is the gateway with GATEWAY_STORAGE_SYNC=false:
 # the same durability as the tuned Orthanc ("SyncStorageArea": false), to tell fsync cost from the rest.
@@ -23,6 +23,7 @@ SERVER_NAMES = ("gateway", "gateway-nosync", "orthanc-packaged", "orthanc-tuned"
 DEFAULT_SERVER_NAMES = ("gateway", "orthanc-packaged", "orthanc-tuned", "storescp")
 ANCHOR = "orthanc-tuned"  # issue #6: every ratio is taken against the tuned Orthanc
 START_TIMEOUT = 90.0
+SETTLE_TIMEOUT = 30.0
 # storescp's PDU matches the gateway's default maximum (GATEWAY_MAX_PDU), so the upper bound is like for like.
 STORESCP_MAX_PDU = 131072
 
@@ -87,6 +88,10 @@ class Server(ABC):
                 self.check_alive()
                 try:
                     if self.http_ready(client) and self.echo():
+                        # A server answers before all of its start-up is done (the gateway's Celery pool,
+                        # imports in each process): measure it once that work has finished, not during.
+                        assert self.process is not None
+                        wait_idle(self.process.pid, SETTLE_TIMEOUT)
                         return
                 except httpx.HTTPError:
                     pass

@@ -76,6 +76,34 @@ def stop_tree(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and all its descendants (0 when it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass  # exited between listing and reading
+    return total
+
+
+def wait_idle(pid: int, timeout: float, window: float = 0.5, busy: float = 0.1) -> bool:
+    """Wait until a process tree uses under `busy` of one core over `window` s; False after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = tree_cpu_seconds(pid)
+        time.sleep(window)
+        if tree_cpu_seconds(pid) - before < busy * window:
+            return True
+    return False
+
+
 def tree_rss(pid: int) -> int:
     """Resident memory of a process and all its descendants, in bytes (0 when it is gone)."""
     try:
