@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -76,8 +76,8 @@ def stop_tree(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) used so far by a process and all its descendants (0 when it is gone)."""
+def _tree_sum(pid: int, measure: Callable[[psutil.Process], float]) -> float:
+    """`measure` summed over a process and all its descendants (0 when it is gone)."""
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
@@ -86,11 +86,15 @@ def tree_cpu_seconds(pid: int) -> float:
     total = 0.0
     for process in processes:
         try:
-            times = process.cpu_times()
-            total += times.user + times.system
+            total += measure(process)
         except psutil.Error:
             pass  # exited between listing and reading
     return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and all its descendants."""
+    return _tree_sum(pid, lambda process: sum(process.cpu_times()[:2]))
 
 
 def wait_idle(pid: int, timeout: float, window: float = 0.5, busy: float = 0.1) -> bool:
@@ -106,18 +110,7 @@ def wait_idle(pid: int, timeout: float, window: float = 0.5, busy: float = 0.1) 
 
 def tree_rss(pid: int) -> int:
     """Resident memory of a process and all its descendants, in bytes (0 when it is gone)."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for process in processes:
-        try:
-            total += process.memory_info().rss
-        except psutil.Error:
-            pass  # exited between listing and reading
-    return total
+    return int(_tree_sum(pid, lambda process: process.memory_info().rss))
 
 
 class PeakRss:
