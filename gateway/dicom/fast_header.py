@@ -15,6 +15,7 @@ tests/unit/dicom/test_fast_header.py checks it against pydicom on every file in 
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import struct
 from dataclasses import dataclass
@@ -335,6 +336,17 @@ def _file_meta(data: bytes) -> tuple[dict[int, str], int]:
             meta[group << 16 | element] = _ascii(data[value_at:pos]).rstrip("\x00 ")
 
 
+@functools.lru_cache(maxsize=256)
+def _explicit_little_endian(transfer_syntax: str) -> bool:
+    """True for an explicit VR little endian syntax this reader reads (remembered: a pydicom UID and its
+    validation cost more than the rest of the file meta)."""
+    uid = UID(transfer_syntax)
+    try:
+        return bool(uid.is_transfer_syntax and not uid.is_implicit_VR and uid.is_little_endian and not uid.is_deflated)
+    except ValueError:  # a private UID pydicom knows nothing about
+        return False
+
+
 def parse(
     data: bytes,
     wanted: dict[int, str],
@@ -353,16 +365,10 @@ def parse(
     transfer_syntax = meta.get(0x00020010, "")
     if transfer_syntax == _IMPLICIT_VR_LITTLE_ENDIAN:
         implicit = True
-    else:
-        uid = UID(transfer_syntax)
-        try:
-            plain = uid.is_transfer_syntax and not uid.is_implicit_VR and uid.is_little_endian
-            plain = plain and not uid.is_deflated
-        except ValueError:  # a private UID pydicom knows nothing about
-            plain = False
-        if not plain:
-            raise Unsupported(f"transfer syntax {transfer_syntax!r}")
+    elif _explicit_little_endian(transfer_syntax):
         implicit = False
+    else:
+        raise Unsupported(f"transfer syntax {transfer_syntax!r}")
     reader = _Reader(data, complete, implicit, wanted, bulk_base, bulk_threshold)
     out, _ = reader.dataset(start, None, top=True)
     return FastHeader(
