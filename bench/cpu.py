@@ -30,6 +30,7 @@ from bench.corpus import CorpusSpec, default_cache_dir, load_or_generate
 from bench.debian import ensure_tools
 from bench.loads import store, wait_searchable
 from bench.servers import SERVER_NAMES, make_server, parse_gateway_env
+from bench.system import process_tree
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -39,11 +40,6 @@ def _label(process: psutil.Process) -> str:
     if argv[1:3] == ["-B", "-c"]:
         return "python (multiprocessing child, e.g. an API process)"
     return " ".join([Path(argv[0]).name, *argv[1:4]])[:50] if argv else process.name()
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
 
 
 def _times(processes: list[psutil.Process]) -> dict[int, tuple[float, float, str]]:
@@ -86,14 +82,14 @@ def main(
     try:
         server.start()
         assert server.process is not None and tools.storescu is not None
-        before = _times(_tree(server.process.pid))
+        before = _times(process_tree(server.process.pid))
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         ingest = store(tools.storescu, server.ae_title, server.dicom_port, corpus.files, associations, work)
         searchable = 0.0
         if server.web_root is not None:
             with httpx.Client(timeout=10) as client:
                 searchable = wait_searchable(lambda: server.searchable_instances(client), len(corpus.files), 120)
-        after = _times(_tree(server.process.pid))
+        after = _times(process_tree(server.process.pid))
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         server.stop()

@@ -76,11 +76,16 @@ def stop_tree(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants; raises psutil.Error when it is gone."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
 def _tree_sum(pid: int, measure: Callable[[psutil.Process], float]) -> float:
     """`measure` summed over a process and all its descendants (0 when it is gone)."""
     try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        processes = process_tree(pid)
     except psutil.Error:
         return 0.0
     total = 0.0

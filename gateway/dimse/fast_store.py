@@ -399,7 +399,7 @@ class _FastAssociation:
         )
         self.peer: dict[str, Any] = {"calling_ae": self.session.calling_ae, "peer": f"{address[0]}:{address[1]}"}
         self.peer_max_pdu = int(request.maximum_length_received or 0)
-        self.contexts: dict[int, tuple[str, str]] = {}  # accepted context ID -> (abstract, transfer syntax)
+        self.contexts = negotiation.contexts  # used once the association is accepted
         self.largest_pdu = acceptor.max_pdu + 6 if acceptor.max_pdu else _LARGEST_PDU_UNLIMITED
 
     # -- socket I/O
@@ -486,7 +486,6 @@ class _FastAssociation:
         if rejection is not None:
             self._send(reject_pdu(rejection, 0x01))
             return False
-        self.contexts = self.negotiation.contexts
         self._send(self.negotiation.accept_pdu)
         log.info("dimse.association.accepted", receiver="fast", contexts=len(self.contexts), **self.peer)
         return True

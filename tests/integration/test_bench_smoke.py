@@ -17,10 +17,15 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def _skip_without_debian_packages() -> None:
+def _skip_without_dcmtk() -> None:
     tools = find_tools()
     if not (tools.storescu and tools.storescp and tools.echoscu):
         pytest.skip("DCMTK is not installed: apt-get install dcmtk")
+
+
+def _skip_without_debian_packages() -> None:
+    _skip_without_dcmtk()
+    tools = find_tools()
     if not (tools.orthanc and tools.dicomweb_plugin):
         pytest.skip("orthanc is not installed: apt-get install orthanc orthanc-dicomweb")
     if not tools.wrk:
@@ -66,9 +71,7 @@ def test_bench_runs_every_server_on_a_tiny_corpus(tmp_path: Path) -> None:
 
 
 def test_cpu_split_prints_each_process_and_the_load(tmp_path: Path) -> None:
-    tools = find_tools()
-    if not (tools.storescu and tools.echoscu):
-        pytest.skip("DCMTK is not installed: apt-get install dcmtk")
+    _skip_without_dcmtk()
     command = [
         *(sys.executable, "-m", "bench.cpu", "--instances=8", "--size=64", "--associations=2", "--no-install"),
         f"--corpus-dir={tmp_path / 'corpus'}",
