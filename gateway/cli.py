@@ -111,10 +111,16 @@ def serve(config: ConfigOption = None) -> None:
     raise typer.Exit(code)
 
 
+ListenFdOption = Annotated[
+    int | None,
+    typer.Option(help="Accept from this inherited listening socket instead of binding the port (serve passes it)."),
+]
+
+
 @app.command()
-def scp(config: ConfigOption = None) -> None:
+def scp(config: ConfigOption = None, listen_fd: ListenFdOption = None, tls_listen_fd: ListenFdOption = None) -> None:
     """Run the DICOM SCP alone (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET; and DICOM TLS when tls_port is set)."""
-    from gateway.dimse.server import start_scp
+    from gateway.dimse.server import inherited_listener, start_scp
     from gateway.index_journal import JournaledIndexQueue
     from gateway.ingest import IngestService
     from gateway.services import build_services
@@ -129,11 +135,12 @@ def scp(config: ConfigOption = None) -> None:
         min_interval=settings.index_batch_interval,
     )
     services.ingest = IngestService(services.store, journal, settings.storage_prefix)
-    reuse_port = settings.scp_processes > 1
     try:
-        servers = [start_scp(services, reuse_port=reuse_port)]
+        listener = inherited_listener(listen_fd) if listen_fd is not None else None
+        servers = [start_scp(services, listener=listener)]
         if settings.tls_port:
-            servers.append(start_scp(services, reuse_port=reuse_port, tls=True))
+            tls_listener = inherited_listener(tls_listen_fd) if tls_listen_fd is not None else None
+            servers.append(start_scp(services, tls=True, listener=tls_listener))
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(2) from None

