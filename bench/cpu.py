@@ -6,9 +6,11 @@
 
 Once every core is busy (4 associations on 2 cores) throughput is decided by the CPU each instance
 costs, summed over every process: the SCP, the workers, the API answering the searchable polls, and
-storescu itself. This prints user and kernel milliseconds per instance for each process (psutil), from
-the first C-STORE until every instance is searchable. CPU per instance moves far less between runs on a
-shared machine than instances per second, so it is the figure to judge a change by.
+storescu itself. This prints user and kernel milliseconds per instance for each process (psutil) while
+storescu pushes (what throughput pays for), then what each spends after the last store response until
+every instance is searchable (the index catching up), and how much of the machine sat idle or waited
+on the disk during the push. CPU per instance moves far less between runs on a shared machine than
+instances per second, so it is the figure to judge a change by.
 """
 
 from __future__ import annotations
@@ -84,7 +86,10 @@ def main(
         assert server.process is not None and tools.storescu is not None
         before = _times(process_tree(server.process.pid))
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        machine_before = psutil.cpu_times()
         ingest = store(tools.storescu, server.ae_title, server.dicom_port, corpus.files, associations, work)
+        machine_after = psutil.cpu_times()
+        pushed = _times(process_tree(server.process.pid))
         searchable = 0.0
         if server.web_root is not None:
             with httpx.Client(timeout=10) as client:
@@ -100,24 +105,38 @@ def main(
         title=f"{server_name}: {ingest.instances_per_second:.0f} inst/s with {associations} association(s), "
         f"searchable {searchable:.2f} s after the last store; CPU ms per instance"
     )
-    for column in ("process", "pid", "user", "kernel", "total"):
+    for column in ("process", "pid", "push: user", "kernel", "total", "after: total"):
         table.add_column(column, justify="left" if column == "process" else "right")
-    server_total = 0.0
+    push_total = after_total = 0.0
     for pid, (user, system, label) in sorted(after.items(), key=lambda item: -(item[1][0] + item[1][1])):
         start_user, start_system, _ = before.get(pid, (0.0, 0.0, label))
-        used_user, used_system = (user - start_user) * per, (system - start_system) * per
-        server_total += used_user + used_system
-        if used_user + used_system >= 0.05:
-            table.add_row(label, str(pid), f"{used_user:.2f}", f"{used_system:.2f}", f"{used_user + used_system:.2f}")
+        push_user, push_system, _ = pushed.get(pid, (start_user, start_system, label))
+        used_user, used_system = (push_user - start_user) * per, (push_system - start_system) * per
+        later = (user + system - push_user - push_system) * per
+        push_total += used_user + used_system
+        after_total += later
+        if used_user + used_system + later >= 0.05:
+            table.add_row(
+                label,
+                str(pid),
+                f"{used_user:.2f}",
+                f"{used_system:.2f}",
+                f"{used_user + used_system:.2f}",
+                f"{later:.2f}",
+            )
     load_user = (children_after.ru_utime - children_before.ru_utime) * per
     load_system = (children_after.ru_stime - children_before.ru_stime) * per
-    table.add_row("storescu (the load)", "", f"{load_user:.2f}", f"{load_system:.2f}", f"{load_user + load_system:.2f}")
-    table.add_row("server, all processes", "", "", "", f"{server_total:.2f}")
-    table.add_row("everything", "", "", "", f"{server_total + load_user + load_system:.2f}")
+    load = load_user + load_system
+    table.add_row("storescu (the load)", "", f"{load_user:.2f}", f"{load_system:.2f}", f"{load:.2f}", "")
+    table.add_row("server, all processes", "", "", "", f"{push_total:.2f}", f"{after_total:.2f}")
+    table.add_row("everything", "", "", "", f"{push_total + load:.2f}", f"{after_total:.2f}")
     console.print(table)
     cores = os.cpu_count() or 1
     budget = 1000 * cores / ingest.instances_per_second
     console.print(f"{cores} cores at this rate: {budget:.2f} ms of CPU per instance if every core were busy")
+    idle = (machine_after.idle - machine_before.idle) * per
+    iowait = (getattr(machine_after, "iowait", 0.0) - getattr(machine_before, "iowait", 0.0)) * per
+    console.print(f"during the push, per instance: {idle:.2f} ms idle, {iowait:.2f} ms waiting on the disk (all cores)")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def _scp_process(serve_pid: int) -> psutil.Process:
             argv = child.cmdline()
         except psutil.Error:
             continue
-        if argv[-2:] == ["gateway", "scp"] or argv[-1:] == ["scp"]:
+        if "scp" in argv[1:4]:  # `python -m gateway scp --listen-fd N` under serve
             return child
     raise RuntimeError("no `dicom-gateway scp` process under serve")
 
@@ -151,7 +151,8 @@ def main(
     tools = ensure_tools({"gateway"}, console, install=True)
     corpus, _ = load_or_generate(CorpusSpec(instances, 10, 4, size), corpus_dir or default_cache_dir())
     work = Path(tempfile.mkdtemp(prefix="dicom-gateway-profile-"))
-    server = Gateway(tools, work / "gateway")
+    # One SCP process when it is the target, so that it serves every association and py-spy sees them all.
+    server = Gateway(tools, work / "gateway", {"GATEWAY_SCP_PROCESSES": "1"} if target == "scp" else None)
     out.mkdir(parents=True, exist_ok=True)
     name = f"profile-{target}-a{associations}{'-gil' if gil else ''}"
     raw_path = raw or Path(tempfile.gettempdir()) / f"dicom-gateway-{name}.txt"
