@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -53,9 +54,15 @@ def _padded(text: str, pad: bytes) -> bytes:
 
 
 def part10_from_dataset(
-    dataset: bytes, transfer_syntax_uid: str, sop_class_uid: str, sop_instance_uid: str, source_ae: str | None
+    dataset: bytes | Sequence[memoryview],
+    transfer_syntax_uid: str,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    source_ae: str | None,
 ) -> bytes:
     """Return a Part 10 file: preamble, file meta for the received dataset, and the dataset bytes as received.
+
+    `dataset` may be the fragments it arrived in (the fast receiver's PDVs): they are joined here, once.
 
     The file meta (PS3.10 7.1) is assembled from bytes rather than with pydicom's writer: it is a
     handful of fixed elements, and this runs once per received instance on the SCP's hot path.
@@ -72,7 +79,8 @@ def part10_from_dataset(
         elements.append(_element(0x00020016, b"AE", _padded(source_ae.strip()[:16], b" ")))
     body = b"".join(elements)
     group_length = _element(0x00020000, b"UL", struct.pack("<L", len(body)))
-    return b"".join((_PREAMBLE, group_length, body, dataset))
+    parts = (dataset,) if isinstance(dataset, bytes) else dataset
+    return b"".join((_PREAMBLE, group_length, body, *parts))
 
 
 class IngestService:
@@ -87,7 +95,7 @@ class IngestService:
 
     def ingest_dataset(
         self,
-        dataset: bytes,
+        dataset: bytes | Sequence[memoryview],
         transfer_syntax_uid: str,
         sop_class_uid: str,
         sop_instance_uid: str,

@@ -30,6 +30,7 @@ import struct
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -536,20 +537,21 @@ class _FastAssociation:
                 if is_last:
                     message.elements = parse_command(b"".join(message.command))
                     if _command_us(message.elements, 0x0800) == _NO_DATA_SET:
-                        self._dispatch(message, b"")
+                        self._dispatch(message, [])
                         message = None
                     else:
                         message.data = []
             else:
                 if message.data is None:
                     raise ProtocolError("data set fragment before the command set ended")
-                message.data.append(fragment)  # memoryviews of the PDU buffers: one copy, at the join
+                # Memoryviews of the PDU buffers: the one copy is the Part 10 file's join (ingest.py).
+                message.data.append(fragment)
                 if is_last:
-                    self._dispatch(message, b"".join(message.data))
+                    self._dispatch(message, message.data)
                     message = None
         return message
 
-    def _dispatch(self, message: _Message, data: bytes) -> None:
+    def _dispatch(self, message: _Message, data: Sequence[memoryview]) -> None:
         elements = message.elements
         assert elements is not None
         command_field = _command_us(elements, 0x0100)
@@ -559,7 +561,7 @@ class _FastAssociation:
             self.session.count("C-ECHO")
             response = response_command(_C_ECHO_RSP, message_id, _command_uid(elements, 0x0002) or abstract, SUCCESS)
         elif command_field == _C_STORE_RQ:
-            if not data:
+            if not any(data):
                 raise ProtocolError("C-STORE-RQ without a data set")
             sop_class = _command_uid(elements, 0x0002)
             sop_instance = _command_uid(elements, 0x1000)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -262,7 +262,7 @@ def store_instance(
     ingest: IngestService,
     tracker: AssociationTracker,
     session: PeerSession | None,
-    data: bytes,
+    data: bytes | Sequence[memoryview],
     transfer_syntax_uid: str,
     sop_class_uid: str,
     sop_instance_uid: str,
@@ -292,7 +292,7 @@ def store_instance(
         log.exception("dimse.store.error", sop_instance_uid=sop_instance_uid, **peer)
         return store_status(exc), "internal error"
     if session is not None:
-        session.count("C-STORE", 1, len(data))
+        session.count("C-STORE", 1, len(data) if isinstance(data, bytes) else sum(map(len, data)))
     # One line per instance only at DEBUG: a push of thousands of images is summarised at INFO by
     # dimse.association.closed (and the association log); failures are logged above at WARNING.
     log.debug("dimse.store", key=result.key, written=result.written, **peer)
