@@ -82,3 +82,4 @@ def test_cpu_split_prints_each_process_and_the_load(tmp_path: Path) -> None:
     assert any(name.startswith("python -m gateway scp") for name in rows), result.stdout
     assert "storescu (the load)" in rows and "everything" in rows, result.stdout
     assert "gateway: " in result.stdout and "inst/s with 2 association(s)" in result.stdout
+    assert "after: total" in result.stdout and "during the push, per instance:" in result.stdout
