@@ -94,7 +94,10 @@ class SharedListenerAssociationServer(GatewayAssociationServer):
             self.socket.close()
 
 
-_YIELD_PER_ASSOCIATION = 0.002  # seconds an SCP process with one association waits before it accepts another
+# Seconds an SCP process serving one association waits before it accepts another. Longer than the
+# interpreter's switch interval (5 ms): a sibling's accept thread may wait that long for its GIL while
+# that sibling's own association thread runs, and it must still come first when it is less busy.
+_YIELD_PER_ASSOCIATION = 0.01
 _YIELD_MAX_ASSOCIATIONS = 5
 
 
