@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gateway.config import ALL_OPERATIONS, Operation, Settings, load_settings
 from gateway.errors import ConfigError, GatewayError
 from gateway.logging import configure_logging
+from gateway.runtime import settle_heap
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -148,6 +149,7 @@ def scp(config: ConfigOption = None, listen_fd: ListenFdOption = None, tls_liste
     if settings.tls_port:
         listening += f" and {settings.dicom_host}:{settings.tls_port} (TLS)"
     console.print(f"SCP {settings.ae_title} listening on {listening}", highlight=False)
+    settle_heap()
     try:
         _wait_for_signal()
     finally:
@@ -198,7 +200,9 @@ def api(config: ConfigOption = None) -> None:
 
         services = build_services(settings, broker_url=broker_url)
         _apply_declared_aes(settings, services.engine)
-        uvicorn.run(create_app(services), **_api_options(settings))
+        application = create_app(services)
+        settle_heap()
+        uvicorn.run(application, **_api_options(settings))
         return
 
     # uvicorn binds the port here and starts the workers with multiprocessing's spawn: each imports
@@ -236,7 +240,9 @@ def api_worker_app() -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
     services = build_services(settings, broker_url=settings.broker_url)
     _apply_declared_aes(settings, services.engine)  # safe from several processes at once
-    return create_app(services, shared_metrics=_METRICS_DIR in os.environ)
+    application = create_app(services, shared_metrics=_METRICS_DIR in os.environ)
+    settle_heap()
+    return application
 
 
 @app.command()

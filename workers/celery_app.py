@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import threading
 
+import structlog
 from celery import Celery
+from celery.signals import worker_process_init
 
 from gateway.config import Settings
 from gateway.queue import celery_config
+from gateway.runtime import settle_heap
 from gateway.services import Services, build_services
 from workers.tasks import register_tasks
 
@@ -30,4 +33,15 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
             return cache[pid]
 
     register_tasks(app, services)
+
+    def start_pool_process(**_: object) -> None:
+        # Build this pool process's services before its first task, then settle its heap (runtime.py):
+        # the first batch of the first push no longer pays for both.
+        try:
+            services()
+        except Exception:  # e.g. a bad storage URL: the first task builds them again and reports it
+            structlog.get_logger(__name__).exception("worker.services_not_built")
+        settle_heap()
+
+    worker_process_init.connect(start_pool_process, weak=False)
     return app
