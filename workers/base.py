@@ -29,7 +29,9 @@ def gateway_task(app: Celery, name: str, services: Callable[[], Services]) -> Ca
     """Register `body(services, argument)` as a Celery task with acks_late, retries and dead letters."""
 
     def decorator(body: TaskBody) -> Task[Any, Any]:
-        @app.task(name=name, bind=True, acks_late=True, reject_on_worker_lost=True)
+        # shared=False: the task belongs to this app and its services (Celery would otherwise hand it to
+        # every app made later in the process, with the first one's services).
+        @app.task(name=name, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)
         def run(self: Task[Any, Any], argument: str) -> object:
             current = services()
             settings = current.settings
@@ -45,6 +47,10 @@ def gateway_task(app: Celery, name: str, services: Callable[[], Services]) -> Ca
                 log.warning("task.retry", reason=str(exc), retries=retries, countdown=round(delay, 2))
                 raise self.retry(exc=exc, countdown=delay, max_retries=settings.task_max_retries) from exc
             except GatewayError as exc:
+                dead_letter(current, name, self.request.id, argument, exc, retries)
+                return None
+            except Exception as exc:  # a bug or a library's surprise: kept with its traceback, not lost
+                log.exception("task.unexpected_error")
                 dead_letter(current, name, self.request.id, argument, exc, retries)
                 return None
             finally:

@@ -15,6 +15,8 @@ from gateway.queue import FHIR_PUSH, INDEX_BATCH, INDEX_INSTANCE, STUDY_CHANGED
 from gateway.services import Services
 from workers.base import TRANSIENT_ERRORS, dead_letter, gateway_task
 
+log = structlog.get_logger(__name__)
+
 
 def register_tasks(app: Celery, services: Callable[[], Services]) -> None:
     """Register every task of the gateway on `app`."""
@@ -43,8 +45,11 @@ def register_tasks(app: Celery, services: Callable[[], Services]) -> None:
                 records.append(current.indexing.record(key))
             except TRANSIENT_ERRORS:
                 raise  # the whole batch is retried; indexing is idempotent
-            except GatewayError as exc:
-                # One unreadable object must not hold back the others: it alone goes to the dead letters.
+            except Exception as exc:
+                # One unreadable object must not hold back the others: it alone goes to the dead letters
+                # (with a traceback in the log when it is not a GatewayError, i.e. not foreseen).
+                if not isinstance(exc, GatewayError):
+                    log.exception("index.record_unexpected_error", key=key)
                 task_id = str(structlog.contextvars.get_contextvars().get("task_id", ""))
                 dead_letter(current, INDEX_INSTANCE, task_id, key, exc, 0)
         new = current.indexing.index_records(records)

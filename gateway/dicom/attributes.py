@@ -52,8 +52,15 @@ def _many(value: Any) -> bool:
     return isinstance(value, list | tuple) or type(value).__name__ == "MultiValue"
 
 
+def _get(ds: Dataset | Mapping[str, Any], keyword: str) -> Any:
+    try:
+        return ds.get(keyword)
+    except (ValueError, TypeError):  # pydicom could not convert it (an IS of "x1", say): not indexed
+        return None
+
+
 def _text(ds: Dataset | Mapping[str, Any], keyword: str) -> str | None:
-    value: Any = ds.get(keyword)
+    value: Any = _get(ds, keyword)
     if value is None or value == "":
         return None
     if _many(value):
@@ -63,7 +70,7 @@ def _text(ds: Dataset | Mapping[str, Any], keyword: str) -> str | None:
 
 
 def _int(ds: Dataset | Mapping[str, Any], keyword: str) -> int | None:
-    value: Any = ds.get(keyword)
+    value: Any = _get(ds, keyword)
     if value is None or value == "":
         return None
     try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import orjson
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from sqlalchemy import select
 
 from gateway.errors import InvalidDicom, NotFound
@@ -76,3 +78,43 @@ def test_object_whose_uids_disagree_with_its_key_is_refused(indexing: IndexingSe
 def test_missing_object_raises_not_found(indexing: IndexingService) -> None:
     with pytest.raises(NotFound):
         indexing.index_object(f"{new_uid()}/{new_uid()}/{new_uid()}.dcm")
+
+
+def _element(group: int, element: int, vr: bytes, value: bytes) -> bytes:
+    return struct.pack("<HH", group, element) + vr + struct.pack("<H", len(value)) + value
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_numbers_a_modality_wrote_badly_are_kept_as_text_and_the_instance_indexed(
+    indexing: IndexingService, syntax: str
+) -> None:
+    # A DS with a decimal comma, an IS that is not a number, a DS with an empty second value: pydicom
+    # cannot convert them, and the instance must still be indexed (the JSON model allows DS and IS as
+    # strings, PS3.18 F.2.3), with the rest of its header intact.
+    ds = make_dataset(SliceThickness="1.5", InstanceNumber="12", PixelSpacing=["0.5", "0.5"])
+    data = to_part10_bytes(ds, syntax)
+    for good, bad in [
+        ((0x18, 0x50, b"DS"), b"1,5 "),
+        ((0x20, 0x13, b"IS"), b"x1"),
+        ((0x28, 0x30, b"DS"), b"0.5\\    "),
+    ]:
+        group, element, vr = good
+        value = {b"1,5 ": b"1.5 ", b"x1": b"12", b"0.5\\    ": b"0.5\\0.5 "}[bad]
+        if syntax == ImplicitVRLittleEndian:
+            old = struct.pack("<HHL", group, element, len(value)) + value
+            new = struct.pack("<HHL", group, element, len(bad)) + bad
+        else:
+            old, new = _element(group, element, vr, value), _element(group, element, vr, bad)
+        assert old in data, (good, syntax)
+        data = data.replace(old, new)
+    key = put(indexing, data, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+
+    assert indexing.index_object(key) is True
+    with indexing.repository.sessions() as session:
+        row = session.scalars(select(Instance)).one()
+    document = orjson.loads(row.metadata_json)
+    assert document["00180050"] == {"vr": "DS", "Value": ["1,5"]}
+    assert document["00200013"] == {"vr": "IS", "Value": ["x1"]}
+    assert document["00280030"] == {"vr": "DS", "Value": ["0.5", None]}
+    assert document["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": str(ds.PatientName)}]}
+    assert row.instance_number is None, "an instance number that is not a number is not indexed as one"
