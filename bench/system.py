@@ -20,11 +20,22 @@ import psutil
 _PR_SET_PDEATHSIG = 1
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Return a TCP port on 127.0.0.1 that was free a moment ago and that this process has not handed out.
+
+    The kernel may offer the same free port twice in a row: a server's DICOM and HTTP ports were once
+    equal, and its HTTP requests went to its DICOM listener.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _die_with_bench() -> None:

@@ -68,6 +68,7 @@ class Child:
 
     name: str
     argv: list[str]
+    inherits_listeners: bool = False  # the SCP processes accept from the sockets serve opened
     process: subprocess.Popen[bytes] | None = None
     restarts: list[float] = field(default_factory=list)
 
@@ -170,7 +171,9 @@ class Supervisor:
         return env
 
     def _spawn(self, child: Child, env: dict[str, str]) -> None:
-        fds = tuple(listener.fileno() for listener in self.listeners)
+        # Only the SCP processes get the listening sockets: any other holder would keep the DICOM port
+        # open (queueing associations nobody accepts) if it outlived the SCPs.
+        fds = tuple(listener.fileno() for listener in self.listeners) if child.inherits_listeners else ()
         child.process = subprocess.Popen(child.argv, env=env, preexec_fn=die_with_parent, pass_fds=fds)
         log.info("serve.started", child=child.name, pid=child.process.pid)
 
@@ -193,7 +196,7 @@ class Supervisor:
             env = self._environment(broker_url)
             python = sys.executable
             scp_argv = self._scp_argv(python)
-            scps = [Child(f"scp-{n}", scp_argv) for n in range(self.settings.scp_processes)]
+            scps = [Child(f"scp-{n}", scp_argv, inherits_listeners=True) for n in range(self.settings.scp_processes)]
             self.children = [
                 Child("worker", [python, "-m", "workers"]),
                 *scps,

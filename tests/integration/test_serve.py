@@ -117,6 +117,15 @@ def test_serve_ingests_storescu_and_lists_studies_then_stops_cleanly(tmp_path: P
             c for c in psutil.Process(served.process.pid).children() if c.cmdline()[1:4] == ["-m", "gateway", "scp"]
         ]
         assert len(scps) == 2 and all("--listen-fd" in c.cmdline() for c in scps)
+
+        def listens_for_dicom(process: psutil.Process) -> bool:
+            return any(
+                c.status == psutil.CONN_LISTEN and c.laddr.port == served.dicom_port
+                for c in process.net_connections(kind="tcp")
+            )
+
+        holders = {p.pid for p in psutil.Process(served.process.pid).children(recursive=True) if listens_for_dicom(p)}
+        assert holders == {c.pid for c in scps}, "only the SCP processes hold the DICOM listening socket"
         scps[0].kill()
         scps[0].wait(10)
         for _ in range(3):
