@@ -58,8 +58,7 @@ def open_listener(host: str, port: int, backlog: int = 128) -> socket.socket:
         listener = socket.create_server((host, port), family=family, backlog=backlog)
     except OSError as exc:
         raise ConfigError(f"cannot listen for DICOM on {host}:{port}: {exc.strerror or exc}") from exc
-    listener.set_inheritable(True)
-    return listener
+    return listener  # not inheritable: only the SCP processes get it, through pass_fds
 
 
 @dataclass
