@@ -7,7 +7,8 @@
 Once every core is busy (4 associations on 2 cores) throughput is decided by the CPU each instance
 costs, summed over every process: the SCP, the workers, the API answering the searchable polls, and
 storescu itself. This prints user and kernel milliseconds per instance for each process (psutil) while
-storescu pushes (what throughput pays for), then what each spends after the last store response until
+storescu pushes (what throughput pays for), with the minor page faults per instance (a
+kernel cost of allocating large buffers), then what each spends after the last store response until
 every instance is searchable (the index catching up), and how much of the machine sat idle or waited
 on the disk during the push. CPU per instance moves far less between runs on a shared machine than
 instances per second, so it is the figure to judge a change by.
@@ -44,12 +45,22 @@ def _label(process: psutil.Process) -> str:
     return " ".join([Path(argv[0]).name, *argv[1:4]])[:50] if argv else process.name()
 
 
-def _times(processes: list[psutil.Process]) -> dict[int, tuple[float, float, str]]:
+def _minor_faults(pid: int) -> int:
+    # Minor page faults (Linux /proc; psutil does not report them): each is a trip into the kernel to
+    # map a fresh page, the cost of allocating and freeing large buffers.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[7])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _times(processes: list[psutil.Process]) -> dict[int, tuple[float, float, str, int]]:
     times = {}
     for process in processes:
         try:
             cpu = process.cpu_times()
-            times[process.pid] = (cpu.user, cpu.system, _label(process))
+            times[process.pid] = (cpu.user, cpu.system, _label(process), _minor_faults(process.pid))
         except psutil.NoSuchProcess:
             continue
     return times
@@ -105,12 +116,13 @@ def main(
         title=f"{server_name}: {ingest.instances_per_second:.0f} inst/s with {associations} association(s), "
         f"searchable {searchable:.2f} s after the last store; CPU ms per instance"
     )
-    for column in ("process", "pid", "push: user", "kernel", "total", "after: total"):
+    columns = ("process", "pid", "push: user", "kernel", "total", "faults", "after: total")
+    for column in columns:
         table.add_column(column, justify="left" if column == "process" else "right")
     push_total = after_total = 0.0
-    for pid, (user, system, label) in sorted(after.items(), key=lambda item: -(item[1][0] + item[1][1])):
-        start_user, start_system, _ = before.get(pid, (0.0, 0.0, label))
-        push_user, push_system, _ = pushed.get(pid, (start_user, start_system, label))
+    for pid, (user, system, label, _faults) in sorted(after.items(), key=lambda item: -(item[1][0] + item[1][1])):
+        start_user, start_system, _, start_faults = before.get(pid, (0.0, 0.0, label, 0))
+        push_user, push_system, _, push_faults = pushed.get(pid, (start_user, start_system, label, start_faults))
         used_user, used_system = (push_user - start_user) * per, (push_system - start_system) * per
         later = (user + system - push_user - push_system) * per
         push_total += used_user + used_system
@@ -122,14 +134,15 @@ def main(
                 f"{used_user:.2f}",
                 f"{used_system:.2f}",
                 f"{used_user + used_system:.2f}",
+                f"{(push_faults - start_faults) / ingest.instances:.0f}",
                 f"{later:.2f}",
             )
     load_user = (children_after.ru_utime - children_before.ru_utime) * per
     load_system = (children_after.ru_stime - children_before.ru_stime) * per
     load = load_user + load_system
-    table.add_row("storescu (the load)", "", f"{load_user:.2f}", f"{load_system:.2f}", f"{load:.2f}", "")
-    table.add_row("server, all processes", "", "", "", f"{push_total:.2f}", f"{after_total:.2f}")
-    table.add_row("everything", "", "", "", f"{push_total + load:.2f}", f"{after_total:.2f}")
+    table.add_row("storescu (the load)", "", f"{load_user:.2f}", f"{load_system:.2f}", f"{load:.2f}", "", "")
+    table.add_row("server, all processes", "", "", "", f"{push_total:.2f}", "", f"{after_total:.2f}")
+    table.add_row("everything", "", "", "", f"{push_total + load:.2f}", "", f"{after_total:.2f}")
     console.print(table)
     cores = os.cpu_count() or 1
     budget = 1000 * cores / ingest.instances_per_second

@@ -149,6 +149,7 @@ def scp(config: ConfigOption = None, listen_fd: ListenFdOption = None, tls_liste
     if settings.tls_port:
         listening += f" and {settings.dicom_host}:{settings.tls_port} (TLS)"
     console.print(f"SCP {settings.ae_title} listening on {listening}", highlight=False)
+    services.warm(index_writes=False)  # the first C-STORE publishes at once: not with Celery's first-use cost
     settle_heap()
     try:
         _wait_for_signal()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy import Engine
 
 from gateway.config import Settings
+from gateway.errors import GatewayError
 from gateway.index.db import make_engine, migrate
 from gateway.index.repository import IndexRepository
 from gateway.indexing import IndexingService
@@ -14,6 +16,8 @@ from gateway.ingest import IngestService
 from gateway.queue import CeleryQueue
 from gateway.storage.base import ObjectStore
 from gateway.storage.factory import store_from_url
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -27,6 +31,20 @@ class Services:
     queue: CeleryQueue
     ingest: IngestService
     indexing: IndexingService
+
+    def warm(self, index_writes: bool = True) -> None:
+        """Load this process's lazy caches before its first request (the broker's sender; the index's
+        write statements when `index_writes`). Best effort: an outage is logged here and reported by the
+        first request that needs the service, as without warming.
+        """
+        steps = [("queue", self.queue.warm)]
+        if index_writes:
+            steps.append(("index", self.repository.warm))
+        for name, warm in steps:
+            try:
+                warm()
+            except GatewayError as exc:
+                log.warning("services.not_warmed", service=name, reason=str(exc))
 
     def close(self) -> None:
         """Release pooled connections."""

@@ -35,10 +35,10 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
     register_tasks(app, services)
 
     def start_pool_process(**_: object) -> None:
-        # Build this pool process's services before its first task, then settle its heap (runtime.py):
-        # the first batch of the first push no longer pays for both.
+        # Build and warm this pool process's services before its first task, then settle its heap
+        # (runtime.py): the first batch of the first push no longer pays for all three (~100 ms).
         try:
-            services()
+            services().warm()
         except Exception:  # e.g. a bad storage URL: the first task builds them again and reports it
             structlog.get_logger(__name__).exception("worker.services_not_built")
         settle_heap()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 from gateway.dicom.attributes import InstanceAttributes, normalize_person_name
 from gateway.errors import IndexUnavailable
@@ -163,6 +163,28 @@ class IndexRepository:
                 for i in order:
                     series[i] = self._parents(connection, records[i], ensured)
                 return self._write_instances(connection, records, series)
+        except OperationalError as exc:
+            raise IndexUnavailable(f"index database unavailable: {exc.orig or exc}") from exc
+
+    def warm(self) -> None:
+        """Compile the write side's statements in this process, writing nothing (the transaction rolls back).
+
+        SQLAlchemy configures its mappers and compiles each statement on first use, per engine: a worker
+        process's first batch cost ~60 ms more than the next (a rate of 10 % of a 2-core machine during a
+        one-second push into a fresh gateway). Raises IndexUnavailable when the database cannot be reached.
+        """
+        configure_mappers()
+        uid = "2.25.0"  # a valid UID no instance has: the rows below never commit in any case
+        values: dict[str, Any] = {field.name: None for field in fields(InstanceAttributes)}
+        values.update(patient_id="", issuer_of_patient_id="")
+        for name in ("study_instance_uid", "series_instance_uid", "sop_instance_uid", "sop_class_uid"):
+            values[name] = uid
+        record = InstanceRecord(InstanceAttributes(**values), "", 0, uid, "{}", None, {}, {})
+        try:
+            with self.sessions() as session:
+                connection = session.connection()
+                self._write_instances(connection, [record], {0: self._parents(connection, record, {})})
+                session.rollback()
         except OperationalError as exc:
             raise IndexUnavailable(f"index database unavailable: {exc.orig or exc}") from exc
 

@@ -9,11 +9,13 @@ from dataclasses import replace
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.engine import Connection, ExecutionContext
+from sqlalchemy.engine.default import CACHE_HIT
 
 from gateway.dicom.attributes import InstanceAttributes
 from gateway.index.db import make_engine, migrate
-from gateway.index.models import Base, Instance, Series, Study
+from gateway.index.models import Base, Instance, Patient, Series, Study
 from gateway.index.queries import list_studies
 from gateway.index.repository import IndexRepository, InstanceRecord
 from tests.factories import new_uid
@@ -109,6 +111,33 @@ def test_a_batch_counts_like_single_upserts_and_its_last_differing_values_win(en
     assert repository.upsert_instances([record(a) for a in items[:2]]) == [False, False]
     assert counts(engine, study)[:3] == (2, 9, "CT\\MR")
     assert sorted(counts(engine, study)[3]) == [3, 6]
+
+
+def test_warming_compiles_a_new_instance_batch_statements_and_writes_nothing(engine: Engine) -> None:
+    repository = IndexRepository(engine)
+    repository.warm()
+    with repository.sessions() as session:
+        rows = [session.scalar(select(func.count()).select_from(m)) for m in (Patient, Study, Series, Instance)]
+    assert rows == [0, 0, 0, 0]
+    compiled: list[str] = []
+
+    def note(
+        connection: Connection,
+        cursor: object,
+        statement: str,
+        parameters: object,
+        context: ExecutionContext,
+        many: bool,
+    ) -> None:
+        if getattr(context, "cache_hit", None) is not CACHE_HIT:
+            compiled.append(statement)
+
+    event.listen(engine, "after_cursor_execute", note)
+    study, series = new_uid(), new_uid()
+    assert repository.upsert_instances([record(attributes(study, series, new_uid()))]) == [True]
+    event.remove(engine, "after_cursor_execute", note)
+    assert compiled == []  # every statement of the batch came from the cache the warm-up filled
+    assert counts(engine, study) == (1, 1, "CT", [1])
 
 
 def test_concurrent_workers_keep_counts_right(engine: Engine) -> None:
