@@ -133,7 +133,7 @@ def scp(config: ConfigOption = None, listen_fd: ListenFdOption = None, tls_liste
     journal = JournaledIndexQueue(
         services.queue,
         settings.data_dir.resolve() / "run" / "index-journal",
-        min_interval=settings.index_batch_interval,
+        hold=settings.index_batch_interval,
     )
     services.ingest = IngestService(services.store, journal, settings.storage_prefix)
     try:

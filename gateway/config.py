@@ -87,10 +87,11 @@ class Settings(BaseSettings):
     worker_nice: int = Field(default=10, ge=0, le=19)
     # Two by default: parallel associations then run on two cores instead of sharing one GIL.
     scp_processes: int = Field(default=2, ge=1, le=64)
-    # Under a steady push the SCP hands received instances to the workers at most this often (seconds),
-    # as one task per batch; a lone instance goes at once. Longer: fewer, larger index transactions and
-    # less SCP CPU per instance; shorter: searchable sooner.
-    index_batch_interval: float = Field(default=0.5, ge=0.0, le=10.0)
+    # The longest (seconds) a received instance waits for indexing while its SCP process keeps receiving
+    # (index_journal.py): once the process has been idle for 50 ms (a push ended, a lone instance) its
+    # instances go to the workers at once. Longer: indexing stays off the cores a push needs, in fewer,
+    # larger index transactions; shorter: searchable sooner during a long push.
+    index_batch_interval: float = Field(default=2.0, ge=0.0, le=10.0)
     # Storage-only associations go to the gateway's own C-STORE receiver (gateway/dimse/fast_store.py);
     # false sends every association through pynetdicom.
     scp_fast_store: bool = True

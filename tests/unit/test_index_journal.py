@@ -48,7 +48,7 @@ def journal_lines(directory: Path) -> list[str]:
 
 def test_keys_are_published_in_batches_and_the_journal_empties(tmp_path: Path) -> None:
     broker = FakeBroker()
-    queue = JournaledIndexQueue(broker, tmp_path, linger=0.05)
+    queue = JournaledIndexQueue(broker, tmp_path, quiet=0.05)
     keys = [f"s/r/{n}.dcm" for n in range(50)]
     for key in keys:
         queue.enqueue_index(key)
@@ -80,7 +80,7 @@ def test_keys_arriving_during_a_publish_wait_for_the_next_batch_and_a_full_batch
     tmp_path: Path,
 ) -> None:
     broker = SlowBroker()
-    queue = JournaledIndexQueue(broker, tmp_path, linger=0.0, min_interval=0.5, max_batch=10)
+    queue = JournaledIndexQueue(broker, tmp_path, quiet=0.3, hold=0.5, max_batch=10)
     queue.enqueue_index("s/r/0.dcm")  # synchronous
     broker.entered.clear()
     queue.enqueue_index("s/r/1.dcm")
@@ -90,7 +90,7 @@ def test_keys_arriving_during_a_publish_wait_for_the_next_batch_and_a_full_batch
         queue.enqueue_index(key)
     broker.release.set()
     wait_until(lambda: broker.published() == ["s/r/0.dcm", "s/r/1.dcm", *during])
-    assert broker.batches == [["s/r/0.dcm"], ["s/r/1.dcm"], during], "one batch per interval, not one per key"
+    assert broker.batches == [["s/r/0.dcm"], ["s/r/1.dcm"], during], "one batch per gathering, not one per key"
 
     backlog = [f"s/r/b{n}.dcm" for n in range(25)]
     for key in backlog:
@@ -98,6 +98,38 @@ def test_keys_arriving_during_a_publish_wait_for_the_next_batch_and_a_full_batch
     wait_until(lambda: queue.pending() == 0)
     assert [len(batch) for batch in broker.batches[3:]] == [10, 10, 5], "full batches do not wait"
     queue.close()
+
+
+def trickle(queue: JournaledIndexQueue, keys: list[str], every: float) -> None:
+    for key in keys:
+        queue.enqueue_index(key)
+        time.sleep(every)
+
+
+def test_keys_wait_while_the_process_keeps_receiving_and_go_together_once_it_is_quiet(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    queue = JournaledIndexQueue(broker, tmp_path, quiet=1.0, hold=60.0)
+    queue.enqueue_index("s/r/0.dcm")  # synchronous: proves the broker
+    keys = [f"s/r/{n}.dcm" for n in range(1, 21)]
+    trickle(queue, keys, 0.05)
+    assert broker.batches == [["s/r/0.dcm"]], "nothing is published while instances keep arriving"
+    assert queue.pending() == 20
+    wait_until(lambda: queue.pending() == 0)
+    assert broker.batches == [["s/r/0.dcm"], keys], "once quiet, everything received goes as one batch"
+    queue.close()
+
+
+def test_under_a_steady_push_the_oldest_key_waits_at_most_the_hold(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    queue = JournaledIndexQueue(broker, tmp_path, quiet=60.0, hold=0.3)
+    queue.enqueue_index("s/r/0.dcm")
+    keys = [f"s/r/{n}.dcm" for n in range(1, 31)]
+    trickle(queue, keys, 0.05)  # 1.5 s: never quiet
+    assert len(broker.batches) >= 3, "batches left while the push went on"
+    published = broker.published()
+    assert published == ["s/r/0.dcm", *keys[: len(published) - 1]], "in order, none lost"
+    queue.close()  # publishes the rest at once, without waiting for the quiet
+    assert broker.published() == ["s/r/0.dcm", *keys]
 
 
 def test_unknown_broker_state_publishes_synchronously_and_refuses_when_down(tmp_path: Path) -> None:
@@ -115,7 +147,7 @@ def test_unknown_broker_state_publishes_synchronously_and_refuses_when_down(tmp_
 
 def test_outage_keeps_journaled_keys_refuses_new_ones_and_publishes_them_on_recovery(tmp_path: Path) -> None:
     broker = FakeBroker()
-    queue = JournaledIndexQueue(broker, tmp_path, linger=0.0)
+    queue = JournaledIndexQueue(broker, tmp_path, quiet=0.0)
     queue.enqueue_index("s/r/0.dcm")  # proves the broker
     broker.down = True
     queue.enqueue_index("s/r/1.dcm")  # journaled; its publish fails in the background
