@@ -78,6 +78,10 @@ class Server(ABC):
 
     def start(self) -> None:
         """Start the server and wait until it answers C-ECHO (and HTTP when it has it); raise ServerFailed."""
+        # Every server starts on a quiet disk: what the servers before it wrote and deleted (storescp's
+        # and the no-fsync servers' unflushed files, the deleted storage) is written back now, not by
+        # the journal commits of this server's fsyncs, which it would slow down by a varying amount.
+        os.sync()
         self.work.mkdir(parents=True, exist_ok=True)
         argv, env = self.command()
         with open(self.log_path, "ab") as log:
