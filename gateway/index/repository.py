@@ -171,7 +171,8 @@ class IndexRepository:
 
         SQLAlchemy configures its mappers and compiles each statement on first use, per engine: a worker
         process's first batch cost ~60 ms more than the next (a rate of 10 % of a 2-core machine during a
-        one-second push into a fresh gateway). Raises IndexUnavailable when the database cannot be reached.
+        one-second push into a fresh gateway). Raises IndexUnavailable when the database cannot be reached
+        or has no schema yet.
         """
         configure_mappers()
         uid = "2.25.0"  # a valid UID no instance has: the rows below never commit in any case
@@ -185,8 +186,8 @@ class IndexRepository:
                 connection = session.connection()
                 self._write_instances(connection, [record], {0: self._parents(connection, record, {})})
                 session.rollback()
-        except OperationalError as exc:
-            raise IndexUnavailable(f"index database unavailable: {exc.orig or exc}") from exc
+        except SQLAlchemyError as exc:  # unreachable, or not migrated yet
+            raise IndexUnavailable(f"index database not ready: {getattr(exc, 'orig', None) or exc}") from exc
 
     def _write_instances(
         self, connection: Connection, records: Sequence[InstanceRecord], series: dict[int, tuple[int, int]]

@@ -1,4 +1,4 @@
-"""Local-folder object store: atomic writes (temp file, fsync, rename, fsync of the folder)."""
+"""Local-folder object store: atomic writes (temp file, fsync, rename, fsync of the folder and new parents)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,14 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _fsync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def check_key(key: str) -> None:
@@ -49,11 +57,13 @@ class FilesystemStore:
         # every instance, and open()'s fstat/ioctl/lseek and uuid4's getrandom each cost a syscall and
         # a round trip of the interpreter lock among the association threads.
         tmp = f"{path}{_TMP_SUFFIX}{os.getpid()}-{threading.get_ident()}"
+        made_folders = False
         try:
             try:
                 fd = os.open(tmp, _CREATE, 0o666)
             except FileNotFoundError:  # the first object of its series: create the folders
                 os.makedirs(os.path.dirname(path), exist_ok=True)
+                made_folders = True
                 fd = os.open(tmp, _CREATE, 0o666)
             try:
                 if isinstance(data, bytes | bytearray | memoryview):
@@ -67,11 +77,12 @@ class FilesystemStore:
                 os.close(fd)
             os.replace(tmp, path)
             if self.sync:
-                dir_fd = os.open(os.path.dirname(path), os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+                folder = os.path.dirname(path)
+                _fsync_folder(folder)
+                # New folders are entries of their parents: those are synced too, up to the root.
+                while made_folders and len(folder) > len(self._root):
+                    folder = os.path.dirname(folder)
+                    _fsync_folder(folder)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

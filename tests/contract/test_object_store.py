@@ -145,6 +145,52 @@ def test_filesystem_store_leaves_no_temp_file_after_a_failed_write(tmp_path: Pat
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
+def failing_fdatasync(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("gateway.storage.filesystem.os.fdatasync", fail)
+
+
+def test_filesystem_store_leaves_nothing_under_a_new_key_when_its_sync_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemStore(tmp_path)
+    failing_fdatasync(monkeypatch)
+    with pytest.raises(StorageUnavailable, match="Input/output error"):
+        store.put(KEY, b"new" * 1000)
+    assert store.head(KEY) is None
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_filesystem_store_keeps_the_existing_object_when_a_replacement_fails_to_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemStore(tmp_path)
+    store.put(KEY, b"old" * 1000)
+    failing_fdatasync(monkeypatch)
+    with pytest.raises(StorageUnavailable):
+        store.put(KEY, b"new" * 2000)
+    assert store.read(KEY) == b"old" * 1000
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [KEY.rsplit("/", 1)[1]]
+
+
+def test_filesystem_store_syncs_new_folders_up_to_the_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FilesystemStore(tmp_path)
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr("gateway.storage.filesystem.os.fsync", record)
+    store.put("s1/r1/a.dcm", b"x")
+    store.put("s1/r1/b.dcm", b"y")
+    root = str(tmp_path)
+    assert synced == [f"{root}/s1/r1", f"{root}/s1", root, f"{root}/s1/r1"]
+
+
 def test_s3_store_outage_is_storage_unavailable() -> None:
     from tests.fixtures.servers import free_port
 

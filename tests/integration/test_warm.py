@@ -50,3 +50,15 @@ def test_services_warm_with_the_broker_down_logs_why_and_still_warms_the_index(t
         assert rows == [0, 0, 0, 0]
     finally:
         services.close()
+
+
+def test_services_warm_before_migrations_logs_the_index_as_not_ready(tmp_path: Path, broker_url: str) -> None:
+    services = build_services(make_settings(tmp_path / "data"), broker_url=broker_url)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            services.warm()
+        warnings = [entry for entry in logs if entry["event"] == "services.not_warmed"]
+        assert [entry["service"] for entry in warnings] == ["index"]
+        assert "index database not ready" in warnings[0]["reason"]
+    finally:
+        services.close()
