@@ -175,7 +175,9 @@ def test_filesystem_store_keeps_the_existing_object_when_a_replacement_fails_to_
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [KEY.rsplit("/", 1)[1]]
 
 
-def test_filesystem_store_syncs_new_folders_up_to_the_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_filesystem_store_syncs_the_parents_of_the_folders_it_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = FilesystemStore(tmp_path)
     synced: list[str] = []
     fsync = os.fsync
@@ -185,10 +187,15 @@ def test_filesystem_store_syncs_new_folders_up_to_the_root(tmp_path: Path, monke
         fsync(fd)
 
     monkeypatch.setattr("gateway.storage.filesystem.os.fsync", record)
-    store.put("s1/r1/a.dcm", b"x")
+    store.put("s1/r1/a.dcm", b"x")  # makes s1 and s1/r1
     store.put("s1/r1/b.dcm", b"y")
+    store.put("s1/r2/c.dcm", b"z")  # makes s1/r2 only
     root = str(tmp_path)
-    assert synced == [f"{root}/s1/r1", f"{root}/s1", root, f"{root}/s1/r1"]
+    assert synced == [
+        *(f"{root}/s1/r1", f"{root}/s1", root),
+        f"{root}/s1/r1",
+        *(f"{root}/s1/r2", f"{root}/s1"),
+    ]
 
 
 def test_s3_store_outage_is_storage_unavailable() -> None:
