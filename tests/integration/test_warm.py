@@ -13,7 +13,7 @@ from gateway.errors import QueueUnavailable
 from gateway.index.db import make_engine, migrate
 from gateway.index.models import Instance, Patient, Series, Study
 from gateway.queue import INDEX_QUEUE, CeleryQueue
-from gateway.services import build_services
+from gateway.services import Services, build_services
 from tests.fixtures.gateway import make_settings
 from tests.fixtures.servers import free_port
 
@@ -35,30 +35,29 @@ def test_warming_the_queue_with_the_broker_down_raises_queue_unavailable(tmp_pat
         queue.warm()
 
 
+def warm_warnings(services: Services) -> dict[str, str]:
+    """Warm `services`; return the reason logged for each service that was not warmed."""
+    try:
+        with structlog.testing.capture_logs() as logs:
+            services.warm()
+        return {entry["service"]: entry["reason"] for entry in logs if entry["event"] == "services.not_warmed"}
+    finally:
+        services.close()
+
+
 def test_services_warm_with_the_broker_down_logs_why_and_still_warms_the_index(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", broker_timeout=0.5)
     migrate(make_engine(settings.resolved_index_url))
     services = build_services(settings, broker_url=f"redis://127.0.0.1:{free_port()}/0")
-    try:
-        with structlog.testing.capture_logs() as logs:
-            services.warm()
-        warnings = [entry for entry in logs if entry["event"] == "services.not_warmed"]
-        assert [entry["service"] for entry in warnings] == ["queue"]
-        assert "task broker unavailable" in warnings[0]["reason"]
-        with services.repository.sessions() as session:
-            rows = [session.scalar(select(func.count()).select_from(m)) for m in (Patient, Study, Series, Instance)]
-        assert rows == [0, 0, 0, 0]
-    finally:
-        services.close()
+    warnings = warm_warnings(services)
+    assert list(warnings) == ["queue"]
+    assert "task broker unavailable" in warnings["queue"]
+    with services.repository.sessions() as session:
+        rows = [session.scalar(select(func.count()).select_from(m)) for m in (Patient, Study, Series, Instance)]
+    assert rows == [0, 0, 0, 0]
 
 
 def test_services_warm_before_migrations_logs_the_index_as_not_ready(tmp_path: Path, broker_url: str) -> None:
-    services = build_services(make_settings(tmp_path / "data"), broker_url=broker_url)
-    try:
-        with structlog.testing.capture_logs() as logs:
-            services.warm()
-        warnings = [entry for entry in logs if entry["event"] == "services.not_warmed"]
-        assert [entry["service"] for entry in warnings] == ["index"]
-        assert "index database not ready" in warnings[0]["reason"]
-    finally:
-        services.close()
+    warnings = warm_warnings(build_services(make_settings(tmp_path / "data"), broker_url=broker_url))
+    assert list(warnings) == ["index"]
+    assert "index database not ready" in warnings["index"]
