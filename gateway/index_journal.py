@@ -62,10 +62,11 @@ class JournaledIndexQueue:
         # for `quiet` seconds (a push ended, or a lone instance), or once the oldest has waited `hold`
         # seconds under a steady push; a full max_batch goes at once. Why: indexing an instance costs
         # the workers ~0.8 ms of CPU, which during a push on a 2-core machine is taken from the receive
-        # path (~15 % of the machine at 4 associations); done right after the push, on cores it left
-        # idle, the instances are searchable ~0.3 s after the last store instead of up to `hold`
-        # later. Each publish also costs the SCP 2-8 ms of GIL time (py-spy, 4 associations: 20 % of
-        # its CPU at 10 publishes/s) and each task the worker a transaction: few, large batches.
+        # path (workers took 0.8-1.6 ms per instance during a 4-association push, now ~0.2); done right
+        # after the push, on cores it left idle, the instances are searchable 0.1-0.2 s after the last
+        # store (bench), not up to `hold` later. Each publish also costs the SCP 2-8 ms of GIL time
+        # (py-spy, 4 associations: 20 % of its CPU at 10 publishes/s) and each task the worker a
+        # transaction: few, large batches.
         self.quiet = quiet
         self.hold = hold
         self._pending: list[str] = []
@@ -195,7 +196,7 @@ class JournaledIndexQueue:
                     failures = 0
                     break
                 if not first and len(batch) < self.max_batch and not stopping:
-                    break  # what arrived during the last publish waits for the next interval
+                    break  # what arrived during the last publish waits for the next gathering
                 first = False
                 try:
                     started = time.monotonic()
