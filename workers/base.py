@@ -46,11 +46,11 @@ def gateway_task(app: Celery, name: str, services: Callable[[], Services]) -> Ca
                 delay = backoff(retries, settings.task_retry_backoff_max)
                 log.warning("task.retry", reason=str(exc), retries=retries, countdown=round(delay, 2))
                 raise self.retry(exc=exc, countdown=delay, max_retries=settings.task_max_retries) from exc
-            except GatewayError as exc:
-                dead_letter(current, name, self.request.id, argument, exc, retries)
-                return None
-            except Exception as exc:  # a bug or a library's surprise: kept with its traceback, not lost
-                log.exception("task.unexpected_error")
+            except Exception as exc:
+                # Foreseen failures (GatewayError) and surprises alike go to the dead letters, not lost;
+                # a surprise (a bug, a library's) also leaves its traceback in the log.
+                if not isinstance(exc, GatewayError):
+                    log.exception("task.unexpected_error")
                 dead_letter(current, name, self.request.id, argument, exc, retries)
                 return None
             finally:
