@@ -22,7 +22,7 @@ from bench import loads
 from bench.corpus import Corpus
 from bench.debian import Tools
 from bench.results import Results
-from bench.servers import Server, ServerFailed, Trash, make_server
+from bench.servers import Server, ServerFailed, make_server
 from bench.system import OtherCpu, PeakRss
 
 HTTP_TIMEOUT = 60.0
@@ -49,9 +49,6 @@ class Run:
         self.console = console
         self.results = Results(list(options.servers))
         self.work = Path(tempfile.mkdtemp(prefix="dicom-gateway-bench-"))
-        # Stopped servers' storage is deleted at the end (see Trash), as long as the disk keeps room for
-        # two more servers' copies of the corpus and 1 GiB besides.
-        self.trash = Trash(self.work / "trash", keep_free=2 * corpus.total_bytes + (1 << 30))
 
     def measure(self, server: str, keys: list[str], action: Callable[[], list[float]]) -> bool:
         """Run `action` and record its figures under `keys`; n/a and failures become notes. True on success."""
@@ -83,7 +80,7 @@ class Run:
         finally:
             if server.process is not None:
                 peaks.append(rss.peak(server.process.pid) / 1e6)
-            server.stop(self.trash)
+            server.stop()
 
     def ingest(self, server: Server, associations: int) -> None:
         """C-STORE every instance with `associations` storescu processes, then time until searchable."""
@@ -201,7 +198,6 @@ class Run:
                         self.server_repetition(name, repetition, rss, progress, task)
                 progress.update(task, description="done")
         finally:
-            self.trash.empty()
             if self.results.failures() or self.options.keep_work:
                 self.console.print(f"server logs and storescu logs kept in {self.work}")
             else:

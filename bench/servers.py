@@ -48,41 +48,6 @@ class ServerFailed(RuntimeError):
     """A server did not start, or died while measured; the message ends with the tail of its log."""
 
 
-class Trash:
-    """The storage of stopped servers, set aside (renamed) and deleted when the run ends or the disk runs short.
-
-    Why not delete it at once: on an ext4 file system without a journal, creating a file skips every
-    inode freed in the last minute (five when its inode-table block is still dirty) and reads that
-    inode's block to learn so (`recently_deleted` in the kernel's fs/ext4/ialloc.c). Deleting the
-    previous server's thousand files made each file the next server created cost ~0.5 ms more of
-    kernel CPU (perf of the gateway's SCP: 21 % of its CPU in `recently_deleted` and
-    `find_get_block_common`): a cost of the bench's cleanup, charged to whichever server came next.
-    """
-
-    def __init__(self, folder: Path, keep_free: int) -> None:
-        self.folder = folder
-        self.keep_free = keep_free  # bytes the disk must keep free, else the trash is emptied at once
-        self._count = 0
-
-    def put(self, path: Path) -> None:
-        """Set `path` aside; empty the trash first when the disk has less than `keep_free` bytes free."""
-        if shutil.disk_usage(path).free < self.keep_free:
-            self.empty()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._count += 1
-        try:
-            path.rename(self.folder / f"{self._count}-{path.name}")
-        except OSError:  # not renamable (another file system): deleted now
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-
-    def empty(self) -> None:
-        """Delete everything set aside."""
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 class Server(ABC):
     """One running instance of a server under test; `start()` it, measure, then `stop()` it."""
 
@@ -153,16 +118,14 @@ class Server(ABC):
         if self.process is not None and self.process.poll() is not None:
             raise ServerFailed(f"{self.name} exited with status {self.process.returncode}\n{self.log_tail()}")
 
-    def stop(self, trash: Trash | None = None) -> None:
-        """Stop the whole process tree; its storage goes to `trash`, or is deleted (the log stays in `self.work`)."""
+    def stop(self) -> None:
+        """Stop the whole process tree and delete the storage (the log is kept in `self.work`)."""
         if self.process is not None:
             stop_tree(self.process)
         for child in self.work.iterdir() if self.work.exists() else []:
             if child == self.log_path:
                 continue
-            if trash is not None:
-                trash.put(child)
-            elif child.is_dir():
+            if child.is_dir():
                 shutil.rmtree(child, ignore_errors=True)
             else:
                 child.unlink(missing_ok=True)
