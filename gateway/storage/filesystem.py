@@ -57,16 +57,17 @@ class FilesystemStore:
         # every instance, and open()'s fstat/ioctl/lseek and uuid4's getrandom each cost a syscall and
         # a round trip of the interpreter lock among the association threads.
         tmp = f"{path}{_TMP_SUFFIX}{os.getpid()}-{threading.get_ident()}"
+        parent = os.path.dirname(path)
         new_folders: list[str] = []
         try:
             try:
                 fd = os.open(tmp, _CREATE, 0o666)
             except FileNotFoundError:  # the first object of its series: create the folders
-                folder = os.path.dirname(path)
+                folder = parent
                 while len(folder) > len(self._root) and not os.path.isdir(folder):
                     new_folders.append(folder)
                     folder = os.path.dirname(folder)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.makedirs(parent, exist_ok=True)
                 fd = os.open(tmp, _CREATE, 0o666)
             try:
                 if isinstance(data, bytes | bytearray | memoryview):
@@ -80,7 +81,7 @@ class FilesystemStore:
                 os.close(fd)
             os.replace(tmp, path)
             if self.sync:
-                _fsync_folder(os.path.dirname(path))
+                _fsync_folder(parent)
                 # A folder made here is an entry of its parent: that parent is synced too.
                 for folder in new_folders:
                     _fsync_folder(os.path.dirname(folder))
