@@ -6,15 +6,13 @@ pushing one 0.5 MB CT image at a time that costs more than the whole rest of the
 pynetdicom SCP that stores nothing answers ~170 C-STORE/s on this class of machine, below what
 Orthanc does while also indexing. The DIMSE traffic of a storage push is small and fixed (PS3.8 9.3
 PDUs, PS3.7 C-STORE and C-ECHO commands), so this module serves it directly with blocking reads into
-one buffer per PDU, while pynetdicom still parses and builds the association PDUs and negotiates the
-presentation contexts, and still serves every other association.
+one buffer per PDU, and negotiates the association with acse.py; pynetdicom serves every other
+association.
 
-Negotiation is remembered per distinct A-ASSOCIATE-RQ: pynetdicom builds and validates a UID object
-for every proposed abstract and transfer syntax, ~80 ms of CPU for a storescu proposing its 120-odd
-storage contexts, every association, longer than storing a hundred CT images' worth of PDUs. A modality
-sends the same request bytes on every association, and for a storage-only request the outcome (the
-accepted contexts and the A-ASSOCIATE-AC) depends on those bytes alone; admission (AE title policy,
-association limit) still runs for every association.
+Negotiation is remembered per distinct A-ASSOCIATE-RQ: a modality sends the same request bytes on every
+association, and for a storage-only request the outcome (the accepted contexts and the A-ASSOCIATE-AC)
+depends on those bytes alone; admission (AE title policy, association limit) still runs for every
+association.
 
 An association is served here only when its A-ASSOCIATE-RQ (read with MSG_PEEK, so nothing is
 consumed otherwise) proposes nothing but storage and verification SOP classes, and no user-information
@@ -35,27 +33,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from pydicom.uid import UID
 from pynetdicom import AE
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    AsynchronousOperationsWindowNegotiation,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
-)
-from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from gateway.dimse.acse import ACCEPTANCE, AssociateRequest, associate_accept, negotiate, parse_associate_request
 from gateway.dimse.ae import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES, Rejection
-from gateway.dimse.handlers import AssociationTracker, PeerSession, preferred_contexts, store_instance
+from gateway.dimse.handlers import AssociationTracker, PeerSession, store_instance
 from gateway.dimse.status import SUCCESS
 from gateway.ingest import IngestService
 
 log = structlog.get_logger(__name__)
 
-APPLICATION_CONTEXT_NAME = "1.2.840.10008.3.1.1.1"  # PS3.7 A.2.1 DICOM Application Context Name
 _LARGEST_ASSOCIATE_RQ = 1 << 16  # an A-ASSOCIATE-RQ this large is unusual: pynetdicom may have it
 _LARGEST_PDU_UNLIMITED = 1 << 28  # the cap on one PDU when max_pdu is 0 ("no limit")
 _REMEMBERED_NEGOTIATIONS = 32  # distinct A-ASSOCIATE-RQs (peers × their request variants) kept decoded
@@ -80,12 +68,6 @@ _C_ECHO_RQ = 0x0030
 _C_ECHO_RSP = 0x8030
 _NO_DATA_SET = 0x0101
 
-_SIMPLE_USER_ITEMS = (
-    MaximumLengthNotification,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    AsynchronousOperationsWindowNegotiation,  # not answered: the default window (1, 1) applies
-)
 _PDU_HEADER = struct.Struct(">BxL")
 _PDV_HEADER = struct.Struct(">LBB")
 _COMMAND_ELEMENT = struct.Struct("<HHL")
@@ -199,14 +181,14 @@ def p_data_pdus(context_id: int, command: bytes, peer_max_pdu: int) -> list[byte
 # --- Choosing the associations served here -------------------------------------------------------------
 
 
-def storage_abstract_syntaxes(ae: AE) -> frozenset[str]:
-    """The abstract syntaxes a fast association may propose: our storage SOP classes and Verification."""
+def storage_transfer_syntaxes(ae: AE) -> dict[str, frozenset[str]]:
+    """Our storage SOP classes and Verification, each with the transfer syntaxes we accept it in."""
     query_retrieve = {str(uid) for uid in (*FIND_SOP_CLASSES, *MOVE_SOP_CLASSES, *GET_SOP_CLASSES)}
-    return frozenset(
-        str(context.abstract_syntax)
+    return {
+        str(context.abstract_syntax): frozenset(str(ts) for ts in context.transfer_syntax)
         for context in ae.supported_contexts
         if str(context.abstract_syntax) not in query_retrieve
-    ) | {str(Verification)}
+    }
 
 
 def peek_associate_request(sock: socket.socket, timeout: float) -> bytes | None:
@@ -234,14 +216,6 @@ def peek_associate_request(sock: socket.socket, timeout: float) -> bytes | None:
         time.sleep(0.001)  # the rest of a split A-ASSOCIATE-RQ is in flight; select() would not wait
 
 
-def eligible(request: A_ASSOCIATE, abstract_syntaxes: frozenset[str]) -> bool:
-    """True when the association proposes only storage / verification with plain user information."""
-    contexts = request.presentation_context_definition_list
-    if not contexts or any(str(cx.abstract_syntax) not in abstract_syntaxes for cx in contexts):
-        return False
-    return all(isinstance(item, _SIMPLE_USER_ITEMS) for item in request.user_information)
-
-
 # --- Serving one association ------------------------------------------------------------------------------
 
 
@@ -249,7 +223,7 @@ def eligible(request: A_ASSOCIATE, abstract_syntaxes: frozenset[str]) -> bool:
 class Negotiation:
     """What one A-ASSOCIATE-RQ decides, made once per distinct request bytes and shared by its associations."""
 
-    request: A_ASSOCIATE
+    request: AssociateRequest
     contexts: dict[int, tuple[str, str]]  # accepted context ID -> (abstract syntax, transfer syntax)
     accept_pdu: bytes  # the A-ASSOCIATE-AC to send once the association is admitted
 
@@ -282,7 +256,9 @@ class FastStoreAcceptor:
         self.max_pdu = max_pdu
         self.network_timeout = network_timeout
         self.max_associations = max_associations
-        self.abstract_syntaxes = storage_abstract_syntaxes(ae)
+        self.transfer_syntaxes = storage_transfer_syntaxes(ae)
+        # The abstract syntaxes a fast association may propose (Verification unsupported: refused by negotiation).
+        self.abstract_syntaxes = frozenset(self.transfer_syntaxes) | {str(Verification)}
         self._active: dict[socket.socket, threading.Lock] = {}
         self._negotiations: OrderedDict[bytes, Negotiation | None] = OrderedDict()  # see the module docstring
         self._lock = threading.Lock()
@@ -304,43 +280,17 @@ class FastStoreAcceptor:
         return negotiation
 
     def _negotiate(self, raw: bytes) -> Negotiation | None:
-        try:
-            pdu = A_ASSOCIATE_RQ()
-            pdu.decode(raw)
-            request = pdu.to_primitive()
-        except Exception:  # anything unusual is pynetdicom's to judge and answer
+        request = parse_associate_request(raw)
+        # Anything but storage and verification (query/retrieve, whose contexts a permission check may
+        # refuse) is pynetdicom's to negotiate.
+        if request is None or any(cx.abstract_syntax not in self.abstract_syntaxes for cx in request.contexts):
             return None
-        if not eligible(request, self.abstract_syntaxes):
-            return None
-        proposed = request.presentation_context_definition_list
-        # An eligible request proposes no C-MOVE / C-GET context, the only ones a permission check refuses.
-        ours = preferred_contexts(self.ae.supported_contexts, proposed, lambda _operation: True, {})
-        results, _roles = negotiate_as_acceptor(proposed, ours)
-        contexts = {
-            int(cx.context_id): (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
-            for cx in results
-            if cx.result == 0x00 and cx.context_id is not None
-        }
-        return Negotiation(request, contexts, self._accept_pdu(request, results))
-
-    def _accept_pdu(self, request: A_ASSOCIATE, results: list[PresentationContext]) -> bytes:
-        primitive = A_ASSOCIATE()
-        primitive.application_context_name = UID(APPLICATION_CONTEXT_NAME)
-        primitive.calling_ae_title = request.calling_ae_title
-        primitive.called_ae_title = request.called_ae_title
-        primitive.result = 0x00
-        primitive.result_source = 0x01
-        primitive.presentation_context_definition_results_list = results
-        maximum = MaximumLengthNotification()
-        maximum.maximum_length_received = self.max_pdu
-        implementation = ImplementationClassUIDNotification()
-        implementation.implementation_class_uid = self.ae.implementation_class_uid
-        version = ImplementationVersionNameNotification()
-        version.implementation_version_name = self.ae.implementation_version_name
-        primitive.user_information = [maximum, implementation, version]
-        pdu = A_ASSOCIATE_AC()
-        pdu.from_primitive(primitive)
-        return bytes(pdu.encode())
+        results = negotiate(request, self.transfer_syntaxes)
+        contexts = {r.context_id: (r.abstract_syntax, r.transfer_syntax) for r in results if r.result == ACCEPTANCE}
+        accept = associate_accept(
+            request, results, self.max_pdu, self.ae.implementation_class_uid, self.ae.implementation_version_name or ""
+        )
+        return Negotiation(request, contexts, accept)
 
     def active_count(self) -> int:
         with self._lock:
@@ -391,15 +341,15 @@ class _FastAssociation:
         request = negotiation.request
         self.send_lock = send_lock
         self.session = PeerSession(
-            calling_ae=str(request.calling_ae_title).strip(),
-            called_ae=str(request.called_ae_title).strip(),
+            calling_ae=request.calling_ae_title,
+            called_ae=request.called_ae_title,
             address=str(address[0]),
             port=int(address[1]),
             tls=False,
             entry=None,
         )
         self.peer: dict[str, Any] = {"calling_ae": self.session.calling_ae, "peer": f"{address[0]}:{address[1]}"}
-        self.peer_max_pdu = int(request.maximum_length_received or 0)
+        self.peer_max_pdu = request.maximum_length
         self.contexts = negotiation.contexts  # used once the association is accepted
         self.largest_pdu = acceptor.max_pdu + 6 if acceptor.max_pdu else _LARGEST_PDU_UNLIMITED
 
