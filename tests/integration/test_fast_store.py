@@ -13,15 +13,11 @@ from typing import Any
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, build_context
+from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
-from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    MaximumLengthNotification,
     SCP_SCU_RoleSelectionNegotiation,
 )
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification  # type: ignore[attr-defined]
@@ -33,6 +29,7 @@ from gateway.services import Services
 from tests.factories import make_dataset, to_part10_bytes
 from tests.fixtures.gateway import gateway_services, make_settings
 from tests.part10 import dataset_bytes
+from tests.pdus import associate_rq
 
 pytestmark = pytest.mark.integration
 
@@ -54,28 +51,6 @@ def scp(tmp_path: Path, broker_url: str, request: pytest.FixtureRequest) -> Iter
             yield Running(services, int(server.server_address[1]), server)
         finally:
             server.shutdown()
-
-
-def associate_rq(*contexts: tuple[int, str, list[str]], called: str = "DICOMGW", extra: tuple[Any, ...] = ()) -> bytes:
-    """An A-ASSOCIATE-RQ PDU built with pynetdicom's encoder."""
-    primitive = A_ASSOCIATE()
-    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-    primitive.calling_ae_title = "RAWSCU"
-    primitive.called_ae_title = called
-    proposed = []
-    for context_id, abstract, syntaxes in contexts:
-        context = build_context(abstract, syntaxes)
-        context.context_id = context_id
-        proposed.append(context)
-    primitive.presentation_context_definition_list = proposed
-    maximum = MaximumLengthNotification()
-    maximum.maximum_length_received = 0
-    implementation = ImplementationClassUIDNotification()
-    implementation.implementation_class_uid = "1.2.826.0.1.3680043.10.1531.99.2"
-    primitive.user_information = [maximum, implementation, *extra]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(primitive)
-    return bytes(pdu.encode())
 
 
 class RawPeer:

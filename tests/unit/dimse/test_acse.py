@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from pydicom.uid import (
@@ -14,7 +15,7 @@ from pydicom.uid import (
     JPEG2000Lossless,
     MRImageStorage,
 )
-from pynetdicom import AE, AllStoragePresentationContexts, build_context
+from pynetdicom import AE, AllStoragePresentationContexts
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
@@ -34,8 +35,8 @@ from gateway.dimse import acse
 from gateway.dimse.ae import make_ae
 from gateway.dimse.fast_store import storage_transfer_syntaxes
 from gateway.dimse.handlers import preferred_contexts
+from tests.pdus import Proposal, associate_rq
 
-Proposal = tuple[int, str, Sequence[str]]
 OUR_MAX_PDU = 131072
 
 
@@ -44,32 +45,11 @@ def ae() -> AE:
     return make_ae(Settings(_env_file=None))  # type: ignore[call-arg]
 
 
-def request_bytes(
-    proposals: Sequence[Proposal],
-    extra: Sequence[object] = (),
-    calling: str = "MODALITY",
-    application_context: str = acse.APPLICATION_CONTEXT_NAME,
-) -> bytes:
-    primitive = A_ASSOCIATE()
-    primitive.application_context_name = application_context
-    primitive.calling_ae_title = calling
-    primitive.called_ae_title = "DICOMGW"
-    contexts = []
-    for context_id, abstract, syntaxes in proposals:
-        context = build_context(abstract, list(syntaxes))
-        context.context_id = context_id
-        contexts.append(context)
-    primitive.presentation_context_definition_list = contexts
-    maximum = MaximumLengthNotification()
-    maximum.maximum_length_received = 16384
-    implementation = ImplementationClassUIDNotification()
-    implementation.implementation_class_uid = "1.2.276.0.7230010.3.0.3.6.7"
-    version = ImplementationVersionNameNotification()
-    version.implementation_version_name = "OFFIS_DCMTK_367"
-    primitive.user_information = [maximum, implementation, version, *extra]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(primitive)
-    return bytes(pdu.encode())
+def request_bytes(proposals: Sequence[Proposal], **options: Any) -> bytes:
+    """A request as DCMTK's storescu words it (maximum length 16384, a version name) unless told otherwise."""
+    return associate_rq(
+        *proposals, **{"calling": "MODALITY", "maximum_length": 16384, "version_name": "OFFIS_DCMTK_367", **options}
+    )
 
 
 def pynetdicom_accept(ae: AE, raw: bytes) -> bytes:
