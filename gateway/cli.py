@@ -80,11 +80,13 @@ def _apply_declared_aes(settings: Settings, engine: Engine) -> None:
         )
 
 
-def _wait_for_signal() -> None:
+def _stop_requested() -> threading.Event:
+    """An event that SIGTERM and SIGINT set. Installed before start-up work, so that a stop asked for
+    while the process still warms up (it already accepts associations) ends in the orderly shutdown."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
+    return stop
 
 
 @app.command()
@@ -136,23 +138,25 @@ def scp(config: ConfigOption = None, listen_fd: ListenFdOption = None, tls_liste
         hold=settings.index_batch_interval,
     )
     services.ingest = IngestService(services.store, journal, settings.storage_prefix)
+    stop = _stop_requested()
+    servers = []
     try:
-        listener = inherited_listener(listen_fd) if listen_fd is not None else None
-        servers = [start_scp(services, listener=listener)]
+        try:
+            listener = inherited_listener(listen_fd) if listen_fd is not None else None
+            servers.append(start_scp(services, listener=listener))
+            if settings.tls_port:
+                tls_listener = inherited_listener(tls_listen_fd) if tls_listen_fd is not None else None
+                servers.append(start_scp(services, tls=True, listener=tls_listener))
+        except ConfigError as exc:
+            console.print(f"[red]{exc}[/red]", highlight=False)
+            raise typer.Exit(2) from None
+        listening = f"{settings.dicom_host}:{settings.dicom_port}"
         if settings.tls_port:
-            tls_listener = inherited_listener(tls_listen_fd) if tls_listen_fd is not None else None
-            servers.append(start_scp(services, tls=True, listener=tls_listener))
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(2) from None
-    listening = f"{settings.dicom_host}:{settings.dicom_port}"
-    if settings.tls_port:
-        listening += f" and {settings.dicom_host}:{settings.tls_port} (TLS)"
-    console.print(f"SCP {settings.ae_title} listening on {listening}", highlight=False)
-    services.warm(index_writes=False)  # the first C-STORE publishes at once: not with Celery's first-use cost
-    settle_heap()
-    try:
-        _wait_for_signal()
+            listening += f" and {settings.dicom_host}:{settings.tls_port} (TLS)"
+        console.print(f"SCP {settings.ae_title} listening on {listening}", highlight=False)
+        services.warm(index_writes=False)  # the first C-STORE publishes at once: not with Celery's first-use cost
+        settle_heap()
+        stop.wait()
     finally:
         for server in servers:
             server.shutdown()

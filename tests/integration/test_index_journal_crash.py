@@ -107,3 +107,30 @@ def test_keys_journaled_before_a_crash_are_published_by_the_next_scp(tmp_path: P
         stop_process(successor)
     assert list((tmp_path / "data" / "run" / "index-journal").glob("*.keys")) == [], "published: journal removed"
     assert "index_journal.recovered" in (tmp_path / "scp.log").read_text()
+
+
+def test_a_stop_asked_for_while_the_scp_warms_up_ends_in_the_orderly_shutdown(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    # The SCP accepts associations before its warm-up (the broker's first use) is done; a SIGTERM then
+    # must not kill it outright with its journal open, but wait for the warm-up and shut down in order.
+    port = free_port()
+    settings = make_settings(
+        tmp_path / "data", broker_url=own_redis.url(0), dicom_port=port, broker_timeout=30.0, scp_processes=1
+    )
+    env = settings_env(settings)
+    subprocess.run([sys.executable, "-m", "gateway", "migrate"], env=env, check=True, capture_output=True)
+    own_redis.process.send_signal(signal.SIGSTOP)  # the warm-up's first broker call hangs
+    scp = start_scp(env, tmp_path / "scp.log", port)  # answers C-ECHO while it warms up
+    try:
+        journal_dir = tmp_path / "data" / "run" / "index-journal"
+        assert len(list(journal_dir.glob("*.keys"))) == 1
+        scp.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert scp.poll() is None, "the stop waits for the warm-up"
+        own_redis.process.send_signal(signal.SIGCONT)
+        assert scp.wait(60) == 0
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
+        stop_process(scp)
+    assert list(journal_dir.glob("*.keys")) == [], "closed in order: the empty journal removed"
