@@ -136,7 +136,7 @@ def parse_associate_request(raw: bytes) -> AssociateRequest | None:
     """The request when it is a plain, well-formed storage request this module can answer; None otherwise."""
     if len(raw) < _FIXED_FIELDS or raw[0] != _A_ASSOCIATE_RQ or int.from_bytes(raw[2:6], "big") != len(raw) - 6:
         return None
-    if not raw[6:8] == b"\x00\x01":  # PS3.8 9.3.2: protocol version 1
+    if raw[6:8] != b"\x00\x01":  # PS3.8 9.3.2: protocol version 1
         return None
     application_context: list[str] = []
     contexts: list[ProposedContext] = []
