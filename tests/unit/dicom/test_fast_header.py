@@ -164,3 +164,33 @@ def test_a_truncated_object_is_left_to_pydicom() -> None:
     header = read_header_values(io.BytesIO(cut), len(cut), bulk_base=BASE)
     assert isinstance(header.values, Dataset)
     assert header.json == dataset_to_json(read_header(io.BytesIO(cut)).dataset, BASE)
+
+
+def test_repeated_value_bytes_decode_in_each_headers_own_character_set() -> None:
+    """Values are remembered by their bytes and the character set they were decoded in, never by bytes alone."""
+    fast_header._MEMO.clear()
+    latin = to_part10_bytes(make_dataset(SpecificCharacterSet="ISO_IR 100", PatientName="Ã©mile"))
+    utf8 = to_part10_bytes(make_dataset(SpecificCharacterSet="ISO_IR 192", PatientName="émile"))
+    assert "émile".encode() in latin and "émile".encode() in utf8, "the same value bytes in both headers"
+    for data in (latin, utf8, latin, utf8):  # the second round reads from the memo
+        _assert_same(data)
+    names = [
+        fast_header.parse(d, HEADER_TAGS, complete=True, bulk_base=BASE).values["PatientName"] for d in (latin, utf8)
+    ]
+    assert names == ["Ã©mile", "émile"]
+
+
+def test_the_value_memo_stays_within_its_bound_and_exact(monkeypatch: pytest.MonkeyPatch, corpus: list[Path]) -> None:
+    fast_header._MEMO.clear()
+    monkeypatch.setattr(fast_header, "_MEMO_ENTRIES", 5)
+    read = 0
+    for path in corpus[:20]:
+        data = path.read_bytes()
+        try:
+            fast_header.parse(data, HEADER_TAGS, complete=True, bulk_base=BASE)
+        except fast_header.Unsupported:
+            continue
+        _assert_same(data)
+        read += 1
+        assert len(fast_header._MEMO) <= 5
+    assert read >= 10
