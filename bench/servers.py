@@ -118,10 +118,12 @@ class Server(ABC):
         if self.process is not None and self.process.poll() is not None:
             raise ServerFailed(f"{self.name} exited with status {self.process.returncode}\n{self.log_tail()}")
 
-    def stop(self) -> None:
-        """Stop the whole process tree and delete the storage (the log is kept in `self.work`)."""
+    def stop(self, delete_storage: bool = True) -> None:
+        """Stop the whole process tree and delete the storage unless asked not to (the log is kept in `self.work`)."""
         if self.process is not None:
             stop_tree(self.process)
+        if not delete_storage:
+            return
         for child in self.work.iterdir() if self.work.exists() else []:
             if child == self.log_path:
                 continue

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,7 @@ def _skip_without_debian_packages() -> None:
 def test_bench_runs_every_server_on_a_tiny_corpus(tmp_path: Path) -> None:
     _skip_without_debian_packages()
     out = tmp_path / "result"
+    started = time.time()
     command = [
         sys.executable,
         "-m",
@@ -62,6 +65,9 @@ def test_bench_runs_every_server_on_a_tiny_corpus(tmp_path: Path) -> None:
         assert isinstance(document["servers"][server]["searchable_4_s"]["median"], int | float), server
         assert isinstance(document["servers"][server]["qido_rps"]["median"], int | float), server
     assert document["servers"]["storescp"]["qido_rps"]["notes"] == ["n/a: no DICOMweb"]
+    # A tiny corpus always fits: storage is deleted once, at the end, and nothing of it is left behind.
+    assert document["parameters"]["storage_deleted"] == "at the end of the run"
+    assert not [p for p in Path(tempfile.gettempdir()).glob("dicom-gateway-bench-*") if started <= p.stat().st_mtime]
 
     table = (tmp_path / "result.md").read_text()
     header = table.splitlines()[0]
