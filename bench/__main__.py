@@ -92,15 +92,14 @@ def main(
     options = Options(
         servers, repetitions, duration, connections, searchable_timeout, keep_work, _gateway_settings(gateway_env)
     )
-    run = Run(options, tools, corpus, console)
     try:
-        results = run.run()
+        results = Run(options, tools, corpus, console).run()
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: every server started was stopped[/]")
         raise typer.Exit(130) from None
     machine = machine_info(tools.orthanc, REPO)
     print_table(results, machine, console)
-    json_path, md_path = write_results(results, machine, parameters(corpus, options, run.keep_storage), out)
+    json_path, md_path = write_results(results, machine, parameters(corpus, options), out)
     console.print(f"written: {json_path} and {md_path}")
     if results.failures():
         raise typer.Exit(1)

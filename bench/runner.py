@@ -3,11 +3,13 @@
 Servers are interleaved within a repetition (gateway, Orthanc, Orthanc, storescp, then again), so a
 noisy minute on the shared machine hits every column instead of one.
 
-Storage is deleted at the end of the run, not when each server stops, whenever the disk has room for
-all of it. On ext4 without a journal (this machine's root file system) every new inode is looked for past
-the inodes deleted in the last 1-6 minutes, one inode table lookup each: right after a server's 1,000
-files were deleted, creating a file cost the next server 0.4-0.7 ms of kernel CPU instead of ~0.04 ms
-(perf: recently_deleted, find_inode_bit, find_get_block_common), a cost of the bench, not of the servers.
+When a server stops, its files are emptied (truncated to zero bytes) and deleted only at the end of the
+run. On ext4 without a journal (this machine's root file system) a new inode is looked for past every
+inode deleted in the last 1-6 minutes, one inode table lookup each: right after a server's 1,000 files
+were deleted, creating a file cost the next server 0.4-0.7 ms of kernel CPU instead of ~0.04 ms (perf:
+recently_deleted, find_inode_bit, find_get_block_common), a cost of the bench, not of the servers.
+Keeping the files whole instead was worse: the disk then writes back gigabytes of the servers that do
+not fsync while the next server is measured (the 4-association ingest of the gateway fell to 0.85x).
 """
 
 from __future__ import annotations
@@ -32,8 +34,6 @@ from bench.servers import Server, ServerFailed, make_server
 from bench.system import OtherCpu, PeakRss
 
 HTTP_TIMEOUT = 60.0
-STORAGE_OVERHEAD = 1.25  # stored bytes per corpus byte, with the servers' indexes and logs, rounded up
-FREE_SPACE_RESERVE = 2 << 30  # bytes left free on the disk when every server's storage is kept
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,6 @@ class Run:
         self.console = console
         self.results = Results(list(options.servers))
         self.work = Path(tempfile.mkdtemp(prefix="dicom-gateway-bench-"))
-        needed = storage_needed(corpus, options)
-        self.keep_storage = shutil.disk_usage(self.work).free >= needed + FREE_SPACE_RESERVE
-        if not self.keep_storage:
-            console.print(
-                f"[yellow]{needed / 1e9:.1f} GB to keep every server's storage until the end is more than the "
-                "disk has free: each server's storage is deleted when it stops, and the next server's files "
-                "may cost more kernel CPU (see bench/README.md)[/]"
-            )
 
     def measure(self, server: str, keys: list[str], action: Callable[[], list[float]]) -> bool:
         """Run `action` and record its figures under `keys`; n/a and failures become notes. True on success."""
@@ -96,7 +88,7 @@ class Run:
         finally:
             if server.process is not None:
                 peaks.append(rss.peak(server.process.pid) / 1e6)
-            server.stop(delete_storage=not self.keep_storage)
+            server.stop(keep_inodes=True)
 
     def ingest(self, server: Server, associations: int) -> None:
         """C-STORE every instance with `associations` storescu processes, then time until searchable."""
@@ -221,12 +213,7 @@ class Run:
         return self.results
 
 
-def storage_needed(corpus: Corpus, options: Options) -> int:
-    """Bytes on disk when every server's storage of both ingests of every repetition is kept."""
-    return int(corpus.total_bytes * STORAGE_OVERHEAD * 2 * len(options.servers) * options.repetitions)
-
-
-def parameters(corpus: Corpus, options: Options, kept_storage: bool) -> dict[str, object]:
+def parameters(corpus: Corpus, options: Options) -> dict[str, object]:
     """What was run, for the result files."""
     spec = corpus.spec
     return {
@@ -241,5 +228,4 @@ def parameters(corpus: Corpus, options: Options, kept_storage: bool) -> dict[str
         "wrk_connections": options.connections,
         "servers": ",".join(options.servers),
         "gateway_settings": " ".join(f"{k}={v}" for k, v in options.gateway_settings.items()) or "defaults",
-        "storage_deleted": "at the end of the run" if kept_storage else "when each server stopped",
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,6 +43,18 @@ def parse_gateway_env(pairs: list[str] | None) -> dict[str, str]:
 def clean_environment() -> dict[str, str]:
     """Our environment without GATEWAY_* settings (a developer's shell must not change what is measured)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_") and k != "TCP_NODELAY"}
+
+
+def _empty_files(path: Path) -> None:
+    """Truncate every file at or under `path` to zero bytes (their data, dirty pages too, is freed at once)."""
+    if not path.is_dir():
+        files = [os.fspath(path)]
+    else:
+        files = [os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names]
+    for file in files:
+        with contextlib.suppress(OSError):
+            if not os.path.islink(file):
+                os.truncate(file, 0)
 
 
 class ServerFailed(RuntimeError):
@@ -118,16 +131,20 @@ class Server(ABC):
         if self.process is not None and self.process.poll() is not None:
             raise ServerFailed(f"{self.name} exited with status {self.process.returncode}\n{self.log_tail()}")
 
-    def stop(self, delete_storage: bool = True) -> None:
-        """Stop the whole process tree and delete the storage unless asked not to (the log is kept in `self.work`)."""
+    def stop(self, keep_inodes: bool = False) -> None:
+        """Stop the whole process tree and free the storage's bytes (the log is kept in `self.work`).
+
+        `keep_inodes`: empty every file instead of deleting it (see bench/runner.py); the caller deletes
+        the folder later.
+        """
         if self.process is not None:
             stop_tree(self.process)
-        if not delete_storage:
-            return
         for child in self.work.iterdir() if self.work.exists() else []:
             if child == self.log_path:
                 continue
-            if child.is_dir():
+            if keep_inodes:
+                _empty_files(child)
+            elif child.is_dir():
                 shutil.rmtree(child, ignore_errors=True)
             else:
                 child.unlink(missing_ok=True)
