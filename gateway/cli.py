@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gateway.config import ALL_OPERATIONS, Operation, Settings, load_settings
 from gateway.errors import ConfigError, GatewayError
 from gateway.logging import configure_logging
-from gateway.runtime import settle_heap, shorten_lock_handoffs
+from gateway.runtime import settle_heap
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -139,7 +139,6 @@ def scp(config: ConfigOption = None, listen_fd: ListenFdOption = None, tls_liste
     )
     services.ingest = IngestService(services.store, journal, settings.storage_prefix)
     stop = _stop_requested()
-    shorten_lock_handoffs()  # one thread per association: see gateway/runtime.py
     servers = []
     try:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 
 import structlog
 
@@ -22,22 +21,3 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     log.debug("runtime.heap_settled", frozen=gc.get_freeze_count())
-
-
-# How long a thread may keep the interpreter lock while another waits for it (Python's default: 5 ms).
-SCP_SWITCH_INTERVAL = 0.0005
-
-
-def shorten_lock_handoffs(interval: float = SCP_SWITCH_INTERVAL) -> None:
-    """Let a thread that waits for the interpreter lock get it after `interval` s instead of 5 ms.
-
-    Why: each thread of an SCP process serves one association, and each C-STORE returns from blocking
-    calls (the PDU reads, `fdatasync`, the folder's `fsync`) to find the lock held by another
-    association's thread in the middle of a header parse or a Part 10 join. Python then makes it wait
-    up to the switch interval before asking the holder to let go, and the peer, who sends its next
-    instance only once answered, waits as long. Measured (`bench/README.md`): 4 associations into 2
-    SCP processes, 11 alternating pushes of 1,000 CT instances each: median 464 inst/s at 0.5 ms
-    against 418 at 5 ms, faster in 9 of the 11 pairs, and no more CPU per instance.
-    """
-    sys.setswitchinterval(interval)
-    log.debug("runtime.switch_interval", seconds=interval)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import gc
-import sys
 import weakref
 from collections.abc import Iterator
 
 import pytest
 
-from gateway.runtime import SCP_SWITCH_INTERVAL, settle_heap, shorten_lock_handoffs
+from gateway.runtime import settle_heap
 
 
 class _Node:
@@ -36,13 +35,3 @@ def test_settle_heap_collects_cycles_then_freezes_the_survivors() -> None:
     assert garbage() is None, "start-up garbage is collected before freezing"
     assert gc.get_freeze_count() >= len(survivor)
     assert not any(gc.is_tracked(node) and node in gc.get_objects(generation=2) for node in survivor[:5])
-
-
-def test_scp_threads_hand_the_interpreter_lock_over_sooner_than_pythons_default() -> None:
-    default = sys.getswitchinterval()
-    try:
-        shorten_lock_handoffs()
-        assert sys.getswitchinterval() == pytest.approx(SCP_SWITCH_INTERVAL)
-        assert sys.getswitchinterval() < default
-    finally:
-        sys.setswitchinterval(default)
