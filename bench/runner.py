@@ -5,9 +5,9 @@ noisy minute on the shared machine hits every column instead of one.
 
 When a server stops, its files are emptied (truncated to zero bytes) and deleted only at the end of the
 run. On ext4 without a journal (this machine's root file system) a new inode is looked for past every
-inode deleted in the last 1-6 minutes, one inode table lookup each: right after a server's 1,000 files
-were deleted, creating a file cost the next server 0.4-0.7 ms of kernel CPU instead of ~0.04 ms (perf:
-recently_deleted, find_inode_bit, find_get_block_common), a cost of the bench, not of the servers.
+inode deleted in the last 1-6 minutes, one inode table lookup each: after a few thousand deletions,
+creating a file cost 0.3-1 ms of kernel CPU instead of ~0.04 ms (perf: recently_deleted,
+find_inode_bit, find_get_block_common), a cost of the bench, not of the servers.
 Keeping the files whole instead was worse: the disk then writes back gigabytes of the servers that do
 not fsync while the next server is measured (the 4-association ingest of the gateway fell to 0.85x).
 """
