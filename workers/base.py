@@ -25,6 +25,16 @@ def backoff(retries: int, maximum: int) -> float:
     return random.uniform(0.5, 1.0) * min(float(maximum), 2.0**retries)
 
 
+def log_argument(argument: str) -> str:
+    """The task's argument as its log lines carry it: a batch's first key and how many follow.
+
+    A batch of 200 keys is ~26 KB of text; every line of its task repeated it. Dead letters keep it whole.
+    """
+    first, _, rest = argument.partition("\n")
+    more = sum(1 for line in rest.split("\n") if line)
+    return f"{first} (+{more} more)" if more else first
+
+
 def gateway_task(app: Celery, name: str, services: Callable[[], Services]) -> Callable[[TaskBody], Task[Any, Any]]:
     """Register `body(services, argument)` as a Celery task with acks_late, retries and dead letters."""
 
@@ -36,7 +46,7 @@ def gateway_task(app: Celery, name: str, services: Callable[[], Services]) -> Ca
             current = services()
             settings = current.settings
             retries = int(self.request.retries or 0)
-            structlog.contextvars.bind_contextvars(task=name, task_id=self.request.id, argument=argument)
+            structlog.contextvars.bind_contextvars(task=name, task_id=self.request.id, argument=log_argument(argument))
             try:
                 return body(current, argument)
             except TRANSIENT_ERRORS as exc:
