@@ -53,20 +53,23 @@ class JournaledIndexQueue:
         quiet: float = 0.05,
         fsync_interval: float = 1.0,
         hold: float = 2.0,
+        max_pending: int = 2000,
     ) -> None:
         self.publisher = publisher
         self.journal_dir = journal_dir
-        self.max_batch = max_batch
+        self.max_batch = max_batch  # keys per task: a publish spreads its keys over the workers
+        self.max_pending = max(max_pending, max_batch)
         self.fsync_interval = fsync_interval
         # Receive first, index in the gaps. Keys are published once this process has received nothing
         # for `quiet` seconds (a push ended, or a lone instance), or once the oldest has waited `hold`
-        # seconds under a steady push; a full max_batch goes at once. Why: indexing an instance costs
-        # the workers ~0.8 ms of CPU, which during a push on a 2-core machine is taken from the receive
-        # path (workers took 0.8-1.6 ms per instance during a 4-association push, now ~0.2); done right
-        # after the push, on cores it left idle, the instances are searchable 0.1-0.2 s after the last
-        # store (bench), not up to `hold` later. Each publish also costs the SCP 2-8 ms of GIL time
-        # (py-spy, 4 associations: 20 % of its CPU at 10 publishes/s) and each task the worker a
-        # transaction: few, large batches.
+        # seconds under a steady push; a backlog of max_pending keys goes at once (it bounds memory and
+        # one publish). Why: indexing an instance costs the workers ~0.7 ms of CPU, which during a push
+        # on a 2-core machine is taken from the receive path; done right after the push, on cores it
+        # left idle, the instances are searchable 0.1-0.5 s after the last store (bench), not up to
+        # `hold` later. A full max_batch used to go at once: each SCP process of a 4-association push
+        # reached 200 keys every ~0.8 s, and the workers indexed during the push (0.65 ms of their CPU
+        # per instance within it). Each publish also costs the SCP 2-8 ms of GIL time (py-spy, 4
+        # associations: 20 % of its CPU at 10 publishes/s) and each task the worker a transaction.
         self.quiet = quiet
         self.hold = hold
         self._pending: list[str] = []
@@ -74,7 +77,7 @@ class JournaledIndexQueue:
         self._last_key_at = 0.0
         self._lock = threading.Lock()
         self._wake = threading.Event()  # set by every enqueue
-        self._stop = threading.Event()  # set by close(): ends a gathering wait
+        self._hurry = threading.Event()  # ends a gathering wait: set by close() and by a full backlog
         self._stopping = False
         self._healthy = False  # until a publish succeeds, enqueue_index() publishes synchronously
         self._dirty = False
@@ -110,6 +113,8 @@ class JournaledIndexQueue:
             self._last_key_at = now
             self._pending.append(key)
             self._dirty = True
+            if len(self._pending) >= self.max_pending:
+                self._hurry.set()
         self._wake.set()
 
     def check(self) -> None:
@@ -123,7 +128,7 @@ class JournaledIndexQueue:
     def close(self, timeout: float = 10.0) -> None:
         """Publish what is pending (for up to `timeout` s), stop the thread; an unpublished journal is kept."""
         self._stopping = True
-        self._stop.set()
+        self._hurry.set()
         self._wake.set()
         self._thread.join(timeout)
         with self._lock:
@@ -172,13 +177,18 @@ class JournaledIndexQueue:
         """Return when the pending keys should be published (see __init__), or at once when stopping."""
         while not self._stopping:
             with self._lock:
-                if not self._pending or len(self._pending) >= self.max_batch:
+                if not self._pending or len(self._pending) >= self.max_pending:
                     return
                 due = min(self._last_key_at + self.quiet, self._first_key_at + self.hold)
+                # Cleared under the lock that enqueue_index() sets it under: no full backlog is missed;
+                # close() sets it after _stopping, so a set cleared here is seen as _stopping below.
+                self._hurry.clear()
+                if self._stopping:
+                    return
             wait = due - time.monotonic()
             if wait <= 0:
                 return
-            self._stop.wait(wait)  # a key arriving meanwhile moves `due` on: checked again on waking
+            self._hurry.wait(wait)  # a key arriving meanwhile moves `due` on: checked again on waking
 
     def _run(self) -> None:
         last_fsync = time.monotonic()
@@ -188,16 +198,17 @@ class JournaledIndexQueue:
             self._gather()
             stopping = self._stopping
             self._wake.clear()
-            first = True
+            with self._lock:
+                gathered = len(self._pending)
+            published = 0
             while True:
                 with self._lock:
                     batch = self._pending[: self.max_batch]
                 if not batch:
                     failures = 0
                     break
-                if not first and len(batch) < self.max_batch and not stopping:
-                    break  # what arrived during the last publish waits for the next gathering
-                first = False
+                if published >= gathered and len(batch) < self.max_batch and not stopping:
+                    break  # what arrived during the publishes waits for the next gathering
                 try:
                     started = time.monotonic()
                     self.publisher.enqueue_index_batch(batch)
@@ -215,6 +226,7 @@ class JournaledIndexQueue:
                     break
                 failures = 0
                 self._healthy = True
+                published += len(batch)
                 with self._lock:
                     del self._pending[: len(batch)]
                     self._first_key_at = max(self._first_key_at, started)  # the rest's wait starts about now
@@ -227,3 +239,5 @@ class JournaledIndexQueue:
                 last_fsync = now
             if stopping:
                 return
+            if self.pending():
+                self._wake.set()  # the rest is gathered at once (quiet, hold), not after fsync_interval

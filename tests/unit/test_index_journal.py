@@ -76,7 +76,7 @@ class SlowBroker(FakeBroker):
         super().enqueue_index_batch(keys)
 
 
-def test_keys_arriving_during_a_publish_wait_for_the_next_batch_and_a_full_batch_goes_at_once(
+def test_keys_arriving_during_a_publish_wait_for_the_next_batch_and_go_in_tasks_of_max_batch(
     tmp_path: Path,
 ) -> None:
     broker = SlowBroker()
@@ -96,7 +96,35 @@ def test_keys_arriving_during_a_publish_wait_for_the_next_batch_and_a_full_batch
     for key in backlog:
         queue.enqueue_index(key)
     wait_until(lambda: queue.pending() == 0)
-    assert [len(batch) for batch in broker.batches[3:]] == [10, 10, 5], "full batches do not wait"
+    assert [len(batch) for batch in broker.batches[3:]] == [10, 10, 5], "tasks of at most max_batch keys"
+    queue.close()
+
+
+def test_a_full_task_waits_for_the_quiet_and_a_backlog_of_max_pending_goes_at_once(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    queue = JournaledIndexQueue(broker, tmp_path, quiet=60.0, hold=60.0, max_batch=5, max_pending=12)
+    queue.enqueue_index("s/r/0.dcm")  # synchronous: proves the broker
+    keys = [f"s/r/{n}.dcm" for n in range(1, 13)]
+    for key in keys[:11]:
+        queue.enqueue_index(key)
+    time.sleep(0.3)
+    assert broker.batches == [["s/r/0.dcm"]], "11 keys, two full tasks: they wait while the push goes on"
+    queue.enqueue_index(keys[11])  # the 12th pending key: the whole backlog goes, in tasks of 5
+    wait_until(lambda: queue.pending() == 0)
+    assert broker.batches == [["s/r/0.dcm"], keys[:5], keys[5:10], keys[10:]]
+    queue.close()
+
+
+def test_what_one_gathering_holds_goes_whole_the_last_partial_task_too(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    # fsync_interval 60 s: a remainder left for "the next wake-up" would wait that long.
+    queue = JournaledIndexQueue(broker, tmp_path, quiet=0.05, hold=60.0, max_batch=5, fsync_interval=60.0)
+    queue.enqueue_index("s/r/0.dcm")
+    keys = [f"s/r/{n}.dcm" for n in range(1, 13)]
+    for key in keys:
+        queue.enqueue_index(key)
+    wait_until(lambda: queue.pending() == 0)
+    assert broker.batches == [["s/r/0.dcm"], keys[:5], keys[5:10], keys[10:]]
     queue.close()
 
 
