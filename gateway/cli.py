@@ -333,7 +333,8 @@ def reindex(
 ) -> None:
     """Queue every object in the object store for indexing again (a restored or lost index, a power loss).
 
-    Indexing is idempotent: objects already indexed are rewritten with the same rows.
+    Indexing is idempotent: objects already indexed are rewritten with the same rows. An object that a
+    power loss tore while the SCP wrote it (its C-STORE was never answered) is refused: its seal does not hold.
     """
     from gateway.errors import InvalidUID
     from gateway.services import build_services
@@ -355,7 +356,7 @@ def reindex(
                 except InvalidUID:
                     skipped += 1  # not an instance key of ours (a foreign object under the prefix)
                 if pending and (len(pending) >= batch or n == len(keys)):
-                    services.queue.enqueue_index_batch(pending)
+                    services.queue.enqueue_reindex_batch(pending)
                     queued += len(pending)
                     pending = []
                 progress.update(task, completed=n)

@@ -9,6 +9,7 @@ from gateway.dicom.attributes import SERIES_LEVEL_TAGS, STUDY_LEVEL_TAGS, extrac
 from gateway.dicom.frames import PIXEL_DATA_TAG
 from gateway.dicom.header import read_header_values
 from gateway.dicom.json_model import instance_base_path
+from gateway.dicom.seal import PREAMBLE_LENGTH, is_sealed, seal_holds
 from gateway.errors import InvalidDicom
 from gateway.index.repository import IndexRepository, InstanceRecord
 from gateway.storage.base import ObjectStore
@@ -45,14 +46,31 @@ class IndexingService:
         log.info("index.batch", instances=len(records), new=sum(new))
         return new
 
-    def record(self, key: str) -> InstanceRecord:
+    def torn(self, key: str) -> bool:
+        """True when the object at `key` is sealed and its seal does not hold (reads the whole object).
+
+        Not on the path of every indexing: reading a whole object just written cost the worker ~0.8 ms
+        of CPU per 0.5 MB instance here (fresh page-cache pages), more than the rest of its indexing.
+        """
+        if not is_sealed(self.store.read_range(key, 0, PREAMBLE_LENGTH)):
+            return False
+        return not seal_holds(self.store.open(key))
+
+    def record(self, key: str, verify_seal: bool = False) -> InstanceRecord:
         """Read the object at `key` and build its index record.
+
+        `verify_seal`: refuse an object that a crash tore while it was written in place (reindex). Keys
+        the ingest service queued need no check: it queues a key once the object is whole and durable.
 
         Raises NotFound, InvalidDicom, StorageUnavailable (transient).
         """
         uids = parse_key(key, self.prefix)
         expected = (uids.study_instance_uid, uids.series_instance_uid, uids.sop_instance_uid)
         base = instance_base_path(*expected)
+        if verify_seal and self.store.create_may_tear and self.torn(key):
+            # Written in place and cut short by a crash: its C-STORE was never answered, and the
+            # sender's retry replaces it (gateway/dicom/seal.py).
+            raise InvalidDicom(f"object {key} is torn (its seal does not hold): a write was cut short")
         with open_object(self.store, key) as fp:
             size = fp.raw.size  # type: ignore[attr-defined]
             header = read_header_values(fp, size, bulk_base=base)

@@ -14,6 +14,8 @@ from gateway.errors import QueueUnavailable
 # Task names are the contract between producers (here) and consumers (workers/tasks.py).
 INDEX_INSTANCE = "gateway.index_instance"
 INDEX_BATCH = "gateway.index_batch"  # argument: object keys joined by newlines
+# The same for `reindex`: objects a crash may have torn are checked first (gateway/dicom/seal.py).
+REINDEX_BATCH = "gateway.reindex_batch"
 STUDY_CHANGED = "gateway.study_changed"
 FHIR_PUSH = "gateway.fhir_push"
 INDEX_QUEUE = "index"
@@ -33,7 +35,8 @@ def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
         "task_default_queue": INDEX_QUEUE,
         # FHIR tasks share the index queue: every worker consumes it, and they are short and follow indexing.
         "task_routes": {
-            name: {"queue": INDEX_QUEUE} for name in (INDEX_INSTANCE, INDEX_BATCH, STUDY_CHANGED, FHIR_PUSH)
+            name: {"queue": INDEX_QUEUE}
+            for name in (INDEX_INSTANCE, INDEX_BATCH, REINDEX_BATCH, STUDY_CHANGED, FHIR_PUSH)
         },
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.broker_timeout,
@@ -74,6 +77,10 @@ class CeleryQueue:
     def enqueue_index_batch(self, keys: list[str]) -> None:
         """Queue indexing of several objects as one task (one index transaction); raise QueueUnavailable."""
         self._send(INDEX_BATCH, "\n".join(keys))
+
+    def enqueue_reindex_batch(self, keys: list[str]) -> None:
+        """Queue indexing of stored objects after a crash or a lost index: torn objects are refused."""
+        self._send(REINDEX_BATCH, "\n".join(keys))
 
     def enqueue_study_changed(self, study_instance_uid: str, countdown: float) -> None:
         """Queue a (re)build of the study's ImagingStudy in `countdown` seconds; raise QueueUnavailable."""

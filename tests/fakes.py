@@ -12,16 +12,28 @@ from gateway.storage.base import ObjectInfo
 class MemoryStore:
     """ObjectStore kept in a dict; `fail_writes` simulates an outage."""
 
+    create_may_tear = False
+
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.fail_writes = False
         self.puts = 0
+        self.creates = 0
 
     def put(self, key: str, data: bytes | BinaryIO, length: int | None = None) -> None:
         if self.fail_writes:
             raise StorageUnavailable("memory store is down")
         self.puts += 1
         self.objects[key] = data if isinstance(data, bytes) else data.read()
+
+    def create(self, key: str, data: bytes) -> bool:
+        if self.fail_writes:
+            raise StorageUnavailable("memory store is down")
+        if key in self.objects:
+            return False
+        self.creates += 1
+        self.objects[key] = data
+        return True
 
     def open(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         data = self.read(key)

@@ -11,7 +11,7 @@ from celery import Celery
 from gateway.errors import GatewayError
 from gateway.fhir.service import FhirService
 from gateway.index.repository import InstanceRecord
-from gateway.queue import FHIR_PUSH, INDEX_BATCH, INDEX_INSTANCE, STUDY_CHANGED
+from gateway.queue import FHIR_PUSH, INDEX_BATCH, INDEX_INSTANCE, REINDEX_BATCH, STUDY_CHANGED
 from gateway.services import Services
 from workers.base import TRANSIENT_ERRORS, dead_letter, gateway_task
 
@@ -36,13 +36,11 @@ def register_tasks(app: Celery, services: Callable[[], Services]) -> None:
         fhir(current).instance_indexed(key)
         return new
 
-    @gateway_task(app, INDEX_BATCH, services)
-    def index_batch(current: Services, argument: str) -> object:
-        # Keys journaled by the SCP and published together: one index transaction for all of them.
+    def index_keys(current: Services, argument: str, verify_seal: bool) -> int:
         records: list[InstanceRecord] = []
         for key in filter(None, argument.split("\n")):
             try:
-                records.append(current.indexing.record(key))
+                records.append(current.indexing.record(key, verify_seal=verify_seal))
             except TRANSIENT_ERRORS:
                 raise  # the whole batch is retried; indexing is idempotent
             except Exception as exc:
@@ -57,6 +55,16 @@ def register_tasks(app: Celery, services: Callable[[], Services]) -> None:
         for study_instance_uid in sorted({record.attributes.study_instance_uid for record in records}):
             changes.note_change(study_instance_uid)
         return sum(new)
+
+    @gateway_task(app, INDEX_BATCH, services)
+    def index_batch(current: Services, argument: str) -> object:
+        # Keys journaled by the SCP and published together: one index transaction for all of them.
+        return index_keys(current, argument, verify_seal=False)
+
+    @gateway_task(app, REINDEX_BATCH, services)
+    def reindex_batch(current: Services, argument: str) -> object:
+        # Keys listed by `reindex` from the object store: a crash may have torn some of them.
+        return index_keys(current, argument, verify_seal=True)
 
     @gateway_task(app, STUDY_CHANGED, services)
     def study_changed(current: Services, study_instance_uid: str) -> object:

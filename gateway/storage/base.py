@@ -22,8 +22,21 @@ class ObjectStore(Protocol):
     Missing keys raise gateway.errors.NotFound; an unreachable backend raises StorageUnavailable.
     """
 
+    # True when a create() cut short by a crash or power loss can leave a torn object under its key
+    # (the local folder writes in place); readers that recover from a crash check such objects' seals.
+    create_may_tear: bool
+
     def put(self, key: str, data: bytes | BinaryIO, length: int | None = None) -> None:
         """Store `data` under `key` atomically: readers see the old object, the whole new one, or none."""
+        ...
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Store `data` under `key` if no object is there, durably, in as few device flushes as the backend can.
+
+        Return False, writing nothing, when `key` already holds an object. Unlike put(), a reader may see
+        the object while it is being written, and, when `create_may_tear`, a crash during the call may
+        leave it torn: only for data that tells a torn copy from a whole one (gateway/dicom/seal.py).
+        """
         ...
 
     def open(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:

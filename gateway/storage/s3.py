@@ -28,6 +28,8 @@ _NO_BUCKET = frozenset({"NoSuchBucket"})
 class S3Store:
     """Objects in one bucket; the bucket is created on first use when absent."""
 
+    create_may_tear = False
+
     def __init__(
         self,
         endpoint: str,
@@ -97,6 +99,13 @@ class S3Store:
                 self._client.put_object(self.bucket, key, data, -1, "application/dicom", part_size=_PART_SIZE)
         except (S3Error, HTTPError, OSError, ValueError) as exc:
             raise StorageUnavailable(f"cannot write {key} at {self.endpoint}: {_describe(exc)}") from exc
+
+    def create(self, key: str, data: bytes) -> bool:
+        # An S3 PUT is atomic by itself: readers see the whole object or none, a crash leaves nothing.
+        if self.head(key) is not None:
+            return False
+        self.put(key, data)
+        return True
 
     def open(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         check_key(key)

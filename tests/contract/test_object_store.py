@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,39 @@ def test_concurrent_writers_of_one_key_leave_one_whole_object(store: ObjectStore
     assert list(store.iter_keys()) == [KEY]
 
 
+def test_create_writes_a_free_key_and_leaves_a_taken_one_alone(store: ObjectStore) -> None:
+    assert store.create(KEY, b"first" * 1000) is True
+    assert store.read(KEY) == b"first" * 1000
+    assert store.create(KEY, b"second") is False
+    assert store.read(KEY) == b"first" * 1000
+    assert list(store.iter_keys()) == [KEY]
+
+
+def test_create_makes_the_folders_of_a_new_series(store: ObjectStore) -> None:
+    assert store.create("s1/r1/a.dcm", b"a") and store.create("s1/r1/b.dcm", b"b")
+    assert store.create("s1/r2/c.dcm", b"c")
+    assert list(store.iter_keys("s1/")) == ["s1/r1/a.dcm", "s1/r1/b.dcm", "s1/r2/c.dcm"]
+    assert store.read("s1/r2/c.dcm") == b"c"
+
+
+def test_concurrent_creators_of_one_key_leave_one_whole_object(store: ObjectStore) -> None:
+    payloads = [bytes([i]) * 200_000 for i in range(8)]
+    won: list[bytes] = []
+
+    def create(payload: bytes) -> None:
+        if store.create(KEY, payload):
+            won.append(payload)
+
+    threads = [threading.Thread(target=create, args=(p,)) for p in payloads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) >= 1 and store.read(KEY) in won
+    if isinstance(store, FilesystemStore):
+        assert len(won) == 1  # O_EXCL: exactly one creator wins (S3 has no conditional put here)
+
+
 def test_check_passes_on_a_reachable_store(store: ObjectStore) -> None:
     store.check()
 
@@ -173,6 +207,48 @@ def test_filesystem_store_keeps_the_existing_object_when_a_replacement_fails_to_
         store.put(KEY, b"new" * 2000)
     assert store.read(KEY) == b"old" * 1000
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [KEY.rsplit("/", 1)[1]]
+
+
+def test_filesystem_create_leaves_nothing_under_its_key_when_its_sync_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemStore(tmp_path)
+    failing_fdatasync(monkeypatch)
+    with pytest.raises(StorageUnavailable, match="Input/output error"):
+        store.create(KEY, b"new" * 1000)
+    assert store.head(KEY) is None
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_filesystem_create_writes_in_place_with_one_fdatasync_and_syncs_only_new_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemStore(tmp_path)
+    calls: list[tuple[str, str]] = []
+    fsync, fdatasync, replace = os.fsync, os.fdatasync, os.replace
+
+    def record(name: str, call: Callable[[int], None]) -> Callable[[int], None]:
+        def recorded(fd: int) -> None:
+            calls.append((name, os.readlink(f"/proc/self/fd/{fd}")))
+            call(fd)
+
+        return recorded
+
+    def recorded_replace(src: str, dst: str) -> None:
+        calls.append(("replace", dst))
+        replace(src, dst)
+
+    monkeypatch.setattr("gateway.storage.filesystem.os.fsync", record("fsync", fsync))
+    monkeypatch.setattr("gateway.storage.filesystem.os.fdatasync", record("fdatasync", fdatasync))
+    monkeypatch.setattr("gateway.storage.filesystem.os.replace", recorded_replace)
+    root = str(tmp_path)
+    assert store.create("s1/r1/a.dcm", b"x")  # makes s1 and s1/r1: their parents are synced
+    assert store.create("s1/r1/b.dcm", b"y")  # one fdatasync of the file itself, nothing else
+    assert calls == [
+        ("fdatasync", f"{root}/s1/r1/a.dcm"),
+        *(("fsync", f"{root}/s1"), ("fsync", root)),
+        ("fdatasync", f"{root}/s1/r1/b.dcm"),
+    ]
 
 
 def test_filesystem_store_syncs_the_parents_of_the_folders_it_makes(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from gateway.queue import INDEX_QUEUE
+from gateway.queue import INDEX_QUEUE, REINDEX_BATCH
 from tests.factories import make_dataset, write_part10
 from tests.fixtures.gateway import make_settings, queued_index_keys, settings_env
 from tests.fixtures.servers import free_port
@@ -79,6 +80,8 @@ def test_reindex_queues_every_stored_instance_in_batches(tmp_path: Path, broker_
     assert result.returncode == 0, result.stderr
     assert "queued 3 objects for indexing, skipped 1" in result.stdout
     assert broker.llen(INDEX_QUEUE) == 2  # batches of 2 and 1
+    tasks = {json.loads(raw)["headers"]["task"] for raw in broker.lrange(INDEX_QUEUE, 0, -1)}
+    assert tasks == {REINDEX_BATCH}  # the worker checks the seals of objects a crash may have torn
 
     stored = {f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm" for ds in datasets}
     assert queued_index_keys(broker) == stored  # what a worker indexes (tests/integration/test_worker_faults.py)

@@ -8,6 +8,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian
 
+from gateway.dicom.seal import is_sealed, seal_holds
 from gateway.errors import DatasetMismatch, InvalidDicom, InvalidUID, QueueUnavailable, StorageUnavailable
 from gateway.ingest import IngestService, part10_from_dataset
 from tests.factories import make_dataset, new_uid, to_part10_bytes
@@ -45,6 +46,37 @@ def test_dataset_is_stored_with_file_meta_then_queued(
     assert meta.SourceApplicationEntityTitle == "MODALITY1"
     assert meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_a_dimse_dataset_is_sealed_and_created_in_place_and_a_stow_file_is_kept_byte_for_byte(
+    ingest: IngestService, store: MemoryStore
+) -> None:
+    ds, other = make_dataset(), make_dataset()
+    body = dataset_bytes(to_part10_bytes(ds))
+    dimse = ingest.ingest_dataset(body, ExplicitVRLittleEndian, ds.SOPClassUID, ds.SOPInstanceUID)
+    assert (store.creates, store.puts) == (1, 0)
+    assert is_sealed(store.objects[dimse.key][:128]) and seal_holds([store.objects[dimse.key]])
+    file = to_part10_bytes(other)
+    stow = ingest.ingest_file(file)
+    assert (store.creates, store.puts) == (1, 1)  # no seal: written atomically, never in place
+    assert store.objects[stow.key] == file
+
+
+def test_a_torn_object_left_by_a_crash_is_replaced_by_the_senders_retry(
+    ingest: IngestService, store: MemoryStore, queue: RecordingQueue
+) -> None:
+    ds = make_dataset()
+    body = dataset_bytes(to_part10_bytes(ds))
+    whole = part10_from_dataset(body, ExplicitVRLittleEndian, ds.SOPClassUID, ds.SOPInstanceUID, None)
+    key = f"site-a/{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+    half = len(whole) // 2
+    store.objects[key] = whole[:half] + bytes(len(whole) - half)  # its end never reached the disk
+    assert not seal_holds([store.objects[key]])
+    retry = ingest.ingest_dataset(body, ExplicitVRLittleEndian, ds.SOPClassUID, ds.SOPInstanceUID)
+    assert retry.written and store.objects[key] == whole and seal_holds([whole])
+    assert queue.keys == [key]
+    again = ingest.ingest_dataset(body, ExplicitVRLittleEndian, ds.SOPClassUID, ds.SOPInstanceUID)
+    assert not again.written and (store.creates, store.puts) == (0, 1)
 
 
 def test_resend_of_identical_instance_does_not_write_again(
