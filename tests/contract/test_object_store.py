@@ -186,13 +186,14 @@ def failing_fdatasync(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("gateway.storage.filesystem.os.fdatasync", fail)
 
 
+@pytest.mark.parametrize("write", ["put", "create"])
 def test_filesystem_store_leaves_nothing_under_a_new_key_when_its_sync_fails(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    write: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = FilesystemStore(tmp_path)
     failing_fdatasync(monkeypatch)
     with pytest.raises(StorageUnavailable, match="Input/output error"):
-        store.put(KEY, b"new" * 1000)
+        getattr(store, write)(KEY, b"new" * 1000)
     assert store.head(KEY) is None
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
@@ -207,17 +208,6 @@ def test_filesystem_store_keeps_the_existing_object_when_a_replacement_fails_to_
         store.put(KEY, b"new" * 2000)
     assert store.read(KEY) == b"old" * 1000
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [KEY.rsplit("/", 1)[1]]
-
-
-def test_filesystem_create_leaves_nothing_under_its_key_when_its_sync_fails(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = FilesystemStore(tmp_path)
-    failing_fdatasync(monkeypatch)
-    with pytest.raises(StorageUnavailable, match="Input/output error"):
-        store.create(KEY, b"new" * 1000)
-    assert store.head(KEY) is None
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
 def test_filesystem_create_writes_in_place_with_one_fdatasync_and_syncs_only_new_folders(
